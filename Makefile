@@ -21,6 +21,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py bootstrap_demo
+	$(if $(DEPLOYMENTS_FILE),$(PY) manage.py load_deployments "$(DEPLOYMENTS_FILE)")
 	PORT=$(PORT) $(PY) manage.py run_stack
 
 test: install
