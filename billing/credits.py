@@ -1,23 +1,122 @@
-"""Granting credits to an organization."""
+"""Credit grants: giving credits, using them up soonest-expiring first, and expiring them."""
 
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q, Sum
+from django.utils import timezone
 
-from billing.models import Organization
+from billing.ledger import ledger_append, organization_lock
+from billing.models import CreditGrant, LedgerEntry, Organization
 
 
 def grant_credits(
     *,
     organization: Organization,
     amount_micros: int,
-    kind: str = "plan",
+    kind: str = CreditGrant.Kind.PLAN,
     expires_at: datetime | None = None,
     note: str = "",
-) -> None:
-    """Add credits to the organization's balance. (Ledger entry: see the billing issue.)"""
+    created_by=None,
+) -> CreditGrant:
+    """Give `amount_micros` of credits (a grant row plus its ledger entry) to the organization."""
+    if amount_micros <= 0:
+        raise ValueError("a credit grant must be positive")
+    if kind not in CreditGrant.Kind.values:
+        raise ValueError(f"unknown credit grant kind {kind!r}")
     with transaction.atomic():
-        Organization.objects.filter(pk=organization.pk).update(
-            balance_micros=F("balance_micros") + amount_micros
+        org = organization_lock(organization_id=organization.pk)
+        grant = CreditGrant.objects.create(
+            organization=org,
+            kind=kind,
+            amount_micros=amount_micros,
+            remaining_micros=amount_micros,
+            expires_at=expires_at,
+            note=note,
+            created_by=created_by,
         )
+        ledger_append(
+            organization=org,
+            kind=LedgerEntry.Kind.GRANT,
+            amount_micros=amount_micros,
+            grant=grant,
+            note=note or grant.get_kind_display(),
+        )
+    organization.balance_micros = org.balance_micros
+    return grant
+
+
+def _live_grants(*, organization_id: int, now: datetime):
+    return CreditGrant.objects.filter(
+        organization_id=organization_id, remaining_micros__gt=0, expired_at__isnull=True
+    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+def credits_remaining_micros(*, organization_id: int, now: datetime | None = None) -> int:
+    """Unused, unexpired credits (the balance minus any overage not yet invoiced)."""
+    total = _live_grants(organization_id=organization_id, now=now or timezone.now()).aggregate(
+        total=Sum("remaining_micros")
+    )["total"]
+    return total or 0
+
+
+def credits_consume_locked(*, organization: Organization, amount_micros: int, now: datetime) -> int:
+    """Use up to `amount_micros` of live grants, soonest-expiring first; return the uncovered rest.
+
+    The caller holds organization_lock; the ledger entry for the charge is the caller's.
+    """
+    left = amount_micros
+    grants = _live_grants(organization_id=organization.pk, now=now).order_by(
+        F("expires_at").asc(nulls_last=True), "id"
+    )
+    for grant in grants:
+        take = min(grant.remaining_micros, left)
+        CreditGrant.objects.filter(pk=grant.pk).update(
+            remaining_micros=F("remaining_micros") - take
+        )
+        left -= take
+        if left == 0:
+            break
+    return left
+
+
+def credits_expire_due_locked(*, organization: Organization, now: datetime) -> int:
+    """Write off what remains of grants whose date has passed. The caller holds organization_lock.
+
+    Returns how many grants expired. Each grant expires once (expired_at, and a unique
+    constraint on its expiration entry).
+    """
+    due = CreditGrant.objects.filter(
+        organization_id=organization.pk, expired_at__isnull=True, expires_at__lte=now
+    ).order_by("expires_at", "id")
+    count = 0
+    for grant in due:
+        CreditGrant.objects.filter(pk=grant.pk).update(remaining_micros=0, expired_at=now)
+        if grant.remaining_micros:
+            ledger_append(
+                organization=organization,
+                kind=LedgerEntry.Kind.EXPIRATION,
+                amount_micros=-grant.remaining_micros,
+                grant=grant,
+                note=f"{grant.get_kind_display()} expired",
+                at=now,
+            )
+        count += 1
+    return count
+
+
+def credits_expire_due(*, organization_id: int, now: datetime | None = None) -> int:
+    """Expire the organization's grants that are past their date. Running it twice changes nothing."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        org = organization_lock(organization_id=organization_id)
+        return credits_expire_due_locked(organization=org, now=now)
+
+
+def organizations_with_due_grants(*, now: datetime | None = None) -> list[int]:
+    """Ids of organizations that have grants past their date not yet expired."""
+    return list(
+        CreditGrant.objects.filter(expired_at__isnull=True, expires_at__lte=now or timezone.now())
+        .values_list("organization_id", flat=True)
+        .distinct()
+    )

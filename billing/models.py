@@ -7,6 +7,7 @@ appear here only as names, so the dependency stays `inference_app -> billing`.
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 MICROS_PER_DOLLAR = 1_000_000
 
@@ -40,6 +41,10 @@ class Organization(models.Model):
     balance_micros = models.BigIntegerField(default=0)
     # Worst-case cost of requests in flight; available = balance - reserved (+ overage room).
     reserved_micros = models.BigIntegerField(default=0)
+    # Overage charged in `overage_month` (first day of it): the monthly cap is checked against this
+    # counter under the same row lock as reservations, so the check costs one row read.
+    overage_month = models.DateField(null=True, blank=True)
+    overage_micros = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -127,3 +132,176 @@ class Reservation(models.Model):
     )
     amount_micros = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class PlanChange(models.Model):
+    """One row per plan change: who moved the organization from which plan to which, and when."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="plan_changes"
+    )
+    from_plan = models.ForeignKey(
+        Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class CreditGrant(models.Model):
+    """Credits given to an organization. `remaining_micros` is what charges have not yet used.
+
+    The grant itself is written once; `remaining_micros` (and `expired_at`) move only in the same
+    transaction as the ledger entry that explains the move.
+    """
+
+    class Kind(models.TextChoices):
+        PLAN = "plan", "Plan credits"
+        PURCHASE = "purchase", "Purchase"
+        PROMOTION = "promotion", "Promotion"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="credit_grants"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    amount_micros = models.BigIntegerField()
+    remaining_micros = models.BigIntegerField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Set when the expiry ran (its ledger entry wrote off what remained).
+    expired_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["expires_at", "id"]
+        indexes = [models.Index(fields=["organization", "expired_at", "expires_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(remaining_micros__gte=0)
+                & models.Q(remaining_micros__lte=models.F("amount_micros")),
+                name="grant_remaining_within_amount",
+            ),
+            models.CheckConstraint(condition=models.Q(amount_micros__gt=0), name="grant_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount_micros / MICROS_PER_DOLLAR:.2f} USD"
+
+
+class Invoice(models.Model):
+    """Month-end bill for a paid plan's overage: one per organization and month, never two."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="invoices"
+    )
+    month = models.DateField(help_text="First day of the billed month")
+    overage_micros = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-month"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "month"], name="uniq_invoice_org_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization} {self.month:%Y-%m}"
+
+
+class LedgerEntry(models.Model):
+    """Append-only: every change of an organization's balance is one new row, never an edit.
+
+    The sum of `amount_micros` over an organization's entries equals its `balance_micros`.
+    """
+
+    class Kind(models.TextChoices):
+        GRANT = "grant", "Grant"
+        CHARGE = "charge", "Charge"
+        EXPIRATION = "expiration", "Expiration"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    amount_micros = models.BigIntegerField(help_text="Signed: grants add, charges subtract")
+    balance_after_micros = models.BigIntegerField()
+    # For charges: the part no credit grant covered (billed at month end on plans with overage).
+    overage_micros = models.BigIntegerField(default=0)
+    request_id = models.CharField(max_length=64, blank=True)
+    grant = models.ForeignKey(
+        CreditGrant, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["organization", "kind", "created_at"])]
+        constraints = [
+            # A request is never charged twice; a grant expires once; an invoice settles once.
+            models.UniqueConstraint(
+                fields=["request_id"],
+                condition=models.Q(kind="charge"),
+                name="uniq_charge_per_request",
+            ),
+            models.UniqueConstraint(
+                fields=["grant"],
+                condition=models.Q(kind="expiration"),
+                name="uniq_expiration_per_grant",
+            ),
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=models.Q(invoice__isnull=False),
+                name="uniq_entry_per_invoice",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_micros} ({self.organization})"
+
+
+class UsageRollup(models.Model):
+    """Usage per organization, team, project, model and day, recomputed from UsageRecord rows."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="usage_rollups"
+    )
+    day = models.DateField()
+    team = models.CharField(max_length=100)
+    project = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "day"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "team", "project", "model"],
+                name="uniq_rollup_key",
+            )
+        ]
+
+
+class UsageRollupDay(models.Model):
+    """A day whose rollups were computed after it ended: readers trust its rollups over raw rows."""
+
+    day = models.DateField(unique=True)
+    computed_at = models.DateTimeField()
+    usage_records = models.PositiveIntegerField(default=0)

@@ -1,24 +1,63 @@
 """Reserving worst-case cost before a request reaches an engine, and releasing it.
 
 Lesson 1 of DESIGN.md: reserve atomically before the call, settle after. Check-then-charge
-lets parallel requests overspend.
+lets parallel requests overspend. The check and the hold happen under the organization's row
+lock (see billing.ledger), so parallel reservations from any number of processes queue up on
+that row and each one sees the holds of those before it.
 """
+
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
+from billing.credits import credits_expire_due_locked, credits_remaining_micros
 from billing.errors import QuotaExceeded
+from billing.ledger import month_start, organization_lock
 from billing.models import Organization, Reservation
 
 
+def overage_this_month_micros(*, organization: Organization, now: datetime) -> int:
+    """Overage charged so far in the current month (the counter resets when the month turns)."""
+    if organization.overage_month == month_start(now):
+        return organization.overage_micros
+    return 0
+
+
+def spendable_micros(*, organization: Organization, now: datetime) -> int:
+    """How much more the organization may hold for new requests right now.
+
+    Without overage (Free, Academic): the balance minus what is already held.
+    With overage (Pro, Enterprise): unused credits minus holds, plus what is left under the
+    monthly spend cap (the cap limits overage, the part billed at month end).
+    """
+    if not organization.plan.allows_overage:
+        return organization.balance_micros - organization.reserved_micros
+    credits = credits_remaining_micros(organization_id=organization.pk, now=now)
+    cap_left = max(
+        0,
+        organization.plan.monthly_spend_cap_micros
+        - overage_this_month_micros(organization=organization, now=now),
+    )
+    return credits - organization.reserved_micros + cap_left
+
+
 def reserve_credits(*, organization_id: int, request_id: str, amount_micros: int) -> None:
-    """Hold `amount_micros` for `request_id`, or raise QuotaExceeded and hold nothing."""
+    """Hold `amount_micros` for `request_id`, or raise QuotaExceeded and hold nothing.
+
+    Reserving the same request id twice holds once.
+    """
+    if amount_micros < 0:
+        raise ValueError("a reservation cannot be negative")
+    now = timezone.now()
     with transaction.atomic():
-        org = (
-            Organization.objects.select_for_update().select_related("plan").get(pk=organization_id)
-        )
-        available = org.balance_micros - org.reserved_micros
-        if amount_micros > available:
+        org = organization_lock(organization_id=organization_id)
+        # Grants past their date stop counting now, not when the periodic task gets to them.
+        credits_expire_due_locked(organization=org, now=now)
+        if Reservation.objects.filter(request_id=request_id).exists():
+            return
+        if amount_micros > spendable_micros(organization=org, now=now):
             raise QuotaExceeded(organization_id)
         Reservation.objects.create(
             request_id=request_id, organization=org, amount_micros=amount_micros
@@ -31,11 +70,20 @@ def reserve_credits(*, organization_id: int, request_id: str, amount_micros: int
 def release_reservation(*, request_id: str) -> None:
     """Drop the hold of a request that will not be charged. Safe to call twice."""
     with transaction.atomic():
+        organization_id = (
+            Reservation.objects.filter(request_id=request_id)
+            .values_list("organization_id", flat=True)
+            .first()
+        )
+        if organization_id is None:
+            return
+        organization_lock(organization_id=organization_id)
         _release_locked(request_id)
 
 
 def _release_locked(request_id: str) -> int:
-    reservation = Reservation.objects.select_for_update().filter(request_id=request_id).first()
+    """Release the hold of `request_id`; the caller holds the organization's row lock."""
+    reservation = Reservation.objects.filter(request_id=request_id).first()
     if reservation is None:
         return 0
     Organization.objects.filter(pk=reservation.organization_id).update(

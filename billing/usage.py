@@ -5,8 +5,11 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
-from billing.models import Organization, UsageRecord
+from billing.credits import credits_consume_locked, credits_expire_due_locked
+from billing.ledger import ledger_append, month_start, organization_lock
+from billing.models import LedgerEntry, Organization, UsageRecord
 from billing.quota import _release_locked
 
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
@@ -14,7 +17,11 @@ TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
 
 @dataclasses.dataclass(frozen=True)
 class UsageReport:
-    """What the gateway knows about a finished (or failed, or cancelled) request."""
+    """What the gateway knows about a finished (or failed, or cancelled) request.
+
+    For a cancelled request (client disconnect) the tokens are what was produced before the
+    cancel; it is charged for those, like any other request.
+    """
 
     request_id: str
     organization_id: int
@@ -48,23 +55,57 @@ def usage_cost_micros(
 
 
 def settle_usage(report: UsageReport) -> UsageRecord:
-    """Write the request's usage row and charge it, once. Replaying the same request id is a no-op."""
+    """Write the request's usage row and charge it, once. Replaying the same request id is a no-op.
+
+    The charge is tokens x the prices in the report (the prices that applied when the request
+    ran); it uses credits soonest-expiring first, and whatever no credit covers is overage.
+    The request's reservation is released in the same transaction.
+    """
     cost = usage_cost_micros(
         prompt_tokens=report.prompt_tokens,
         completion_tokens=report.completion_tokens,
         input_price_micros=report.input_price_micros,
         output_price_micros=report.output_price_micros,
     )
-    fields = dataclasses.asdict(report)
+    now = timezone.now()
     with transaction.atomic():
-        record, created = UsageRecord.objects.get_or_create(
-            request_id=report.request_id,
-            defaults={**fields, "cost_micros": cost},
-        )
-        if created:
+        # The row lock also serialises replays of one request id: the second one waits, then
+        # finds the first one's row.
+        org = organization_lock(organization_id=report.organization_id)
+        record = UsageRecord.objects.filter(request_id=report.request_id).first()
+        if record is not None:
             _release_locked(report.request_id)
-            if cost:
-                Organization.objects.filter(pk=report.organization_id).update(
-                    balance_micros=F("balance_micros") - cost
-                )
+            return record
+        record = UsageRecord.objects.create(**dataclasses.asdict(report), cost_micros=cost)
+        _release_locked(report.request_id)
+        if cost:
+            credits_expire_due_locked(organization=org, now=now)
+            _charge_locked(organization=org, record=record, cost_micros=cost, now=now)
     return record
+
+
+def _charge_locked(
+    *, organization: Organization, record: UsageRecord, cost_micros: int, now: datetime
+) -> None:
+    uncovered = credits_consume_locked(
+        organization=organization, amount_micros=cost_micros, now=now
+    )
+    ledger_append(
+        organization=organization,
+        kind=LedgerEntry.Kind.CHARGE,
+        amount_micros=-cost_micros,
+        request_id=record.request_id,
+        overage_micros=uncovered,
+        note=record.model,
+        at=now,
+    )
+    if uncovered:
+        month = month_start(now)
+        if organization.overage_month == month:
+            Organization.objects.filter(pk=organization.pk).update(
+                overage_micros=F("overage_micros") + uncovered
+            )
+        else:
+            Organization.objects.filter(pk=organization.pk).update(
+                overage_month=month, overage_micros=uncovered
+            )

@@ -1,0 +1,67 @@
+"""The append-only ledger and the organization row lock that every balance move holds.
+
+Rule: a service that moves money first takes `organization_lock` (SELECT ... FOR UPDATE on
+PostgreSQL; SQLite runs every transaction as BEGIN IMMEDIATE, which locks the whole database),
+then appends ledger entries through `ledger_append`, which updates `balance_micros` in the same
+transaction. So the balance always equals the sum of the ledger, even under concurrency.
+"""
+
+from datetime import UTC, date, datetime
+
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from billing.models import CreditGrant, Invoice, LedgerEntry, Organization
+
+
+def organization_lock(*, organization_id: int) -> Organization:
+    """The organization row, locked until the surrounding transaction ends."""
+    return Organization.objects.select_for_update().select_related("plan").get(pk=organization_id)
+
+
+def month_start(moment: datetime | date) -> date:
+    """First day of the (UTC) month that `moment` falls in."""
+    if isinstance(moment, datetime):
+        moment = moment.astimezone(UTC).date()
+    return moment.replace(day=1)
+
+
+def ledger_append(
+    *,
+    organization: Organization,
+    kind: str,
+    amount_micros: int,
+    note: str = "",
+    request_id: str = "",
+    grant: CreditGrant | None = None,
+    invoice: Invoice | None = None,
+    overage_micros: int = 0,
+    at: datetime | None = None,
+) -> LedgerEntry:
+    """Append one entry and move the balance by its amount. The caller holds organization_lock."""
+    balance_after = organization.balance_micros + amount_micros
+    entry = LedgerEntry.objects.create(
+        organization=organization,
+        kind=kind,
+        amount_micros=amount_micros,
+        balance_after_micros=balance_after,
+        overage_micros=overage_micros,
+        request_id=request_id,
+        grant=grant,
+        invoice=invoice,
+        note=note,
+        created_at=at or timezone.now(),
+    )
+    Organization.objects.filter(pk=organization.pk).update(
+        balance_micros=F("balance_micros") + amount_micros
+    )
+    organization.balance_micros = balance_after
+    return entry
+
+
+def ledger_sum_micros(*, organization_id: int) -> int:
+    """What the balance must equal: the sum of every ledger entry of the organization."""
+    total = LedgerEntry.objects.filter(organization_id=organization_id).aggregate(
+        total=Sum("amount_micros")
+    )["total"]
+    return total or 0
