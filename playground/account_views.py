@@ -1,0 +1,75 @@
+"""Sign-up, the API keys page and the project switcher (Django's own views do sign in/out)."""
+
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRefresh
+
+from inference_app.accounts import api_key_create, api_key_revoke, default_project_set
+from inference_app.models import ApiKey
+from playground.forms import ApiKeyCreateForm, ProjectSwitchForm, SignupForm
+from playground.selectors import user_api_keys, user_projects
+from playground.services import user_signup
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("inference")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = user_signup(
+            username=form.cleaned_data["username"],
+            email=form.cleaned_data.get("email", ""),
+            password=form.cleaned_data["password1"],
+        )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("inference")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def api_keys(request):
+    """List, create (raw key shown once, in this response only) and revoke the user's own keys."""
+    created_key = None
+    form = ApiKeyCreateForm()
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "create":
+            form = ApiKeyCreateForm(request.POST)
+            if form.is_valid():
+                _, created_key = api_key_create(user=request.user, name=form.cleaned_data["name"])
+                form = ApiKeyCreateForm()
+        elif action == "revoke":
+            # Scoped to the user's keys: someone else's key id is a 404, not a revocation.
+            api_key = get_object_or_404(ApiKey, pk=request.POST.get("key_id"), user=request.user)
+            api_key_revoke(api_key=api_key)
+        else:
+            return HttpResponseBadRequest("Unknown action")
+    template = "settings/keys.html"
+    if request.htmx:
+        template += "#keys-panel"
+    return render(
+        request,
+        template,
+        {"keys": user_api_keys(user=request.user), "form": form, "created_key": created_key},
+    )
+
+
+@login_required
+@require_POST
+def project_switch(request):
+    form = ProjectSwitchForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest("Missing project")
+    # Only the user's own projects: anything else is a 404.
+    project = get_object_or_404(user_projects(user=request.user), pk=form.cleaned_data["project"])
+    default_project_set(user=request.user, project=project)
+    if request.htmx:
+        return HttpResponseClientRefresh()
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = "/inference/"
+    return redirect(next_url)

@@ -1,0 +1,102 @@
+"""One pane's run: a chat completion through the gateway, streamed to the pane as small events.
+
+Every Playground and Compare call takes the gateway's one path (authorization, project,
+concurrency slots, quota, usage rows with source "playground"), exactly like an API call.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from inference_app.gateway.errors import GatewayError
+from inference_app.models import CatalogModel
+from playground.chat_metrics import RunMetrics
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[dict], Awaitable[None]]
+# Live metrics go out at most this often per pane; deltas go out as they come.
+METRICS_INTERVAL_S = 0.25
+SOURCE = "playground"
+
+
+async def _prices(model_id: str) -> tuple[int, int]:
+    row = await (
+        CatalogModel.objects.filter(model_id=model_id)
+        .values_list("input_price_micros", "output_price_micros")
+        .afirst()
+    )
+    return row or (0, 0)
+
+
+def _error_event(message: str, code: str | None, status: int | None = None) -> dict:
+    return {"type": "error", "message": message, "code": code, "status": status}
+
+
+async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) -> None:
+    """Run `body` for `user` and report through `emit`: start, delta…, metrics…, done | error.
+
+    Cancelling the task is how a pane is stopped: the gateway cancels the engine request and
+    settles usage for what was produced, and the pane still gets a final "done" (finish_reason
+    "stopped") with the tokens it got.
+    """
+    # The gateway's pipeline is still being written; imported here so the ASGI app loads meanwhile.
+    from inference_app.gateway.pipeline import resolve_session_caller, start_chat_completion
+
+    input_price, output_price = await _prices(body["model"])
+    metrics = RunMetrics(input_price_micros=input_price, output_price_micros=output_price)
+    try:
+        caller = await resolve_session_caller(user, project_path, source=SOURCE)
+        call = await start_chat_completion(caller, body)
+    except GatewayError as exc:
+        await emit(_error_event(exc.message, exc.code, exc.status))
+        return
+    await emit({"type": "start", "request_id": call.request_id})
+    finish_reason = None
+    last_metrics_at = time.monotonic()
+    try:
+        async for chunk in call.chunks():
+            if "error" in chunk:
+                error = chunk["error"] or {}
+                await emit(_error_event(error.get("message", "Error"), error.get("code")))
+                return
+            for choice in chunk.get("choices") or []:
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    metrics.on_delta()
+                    await emit({"type": "delta", "content": content})
+                finish_reason = choice.get("finish_reason") or finish_reason
+            metrics.on_usage(chunk.get("usage"))
+            if time.monotonic() - last_metrics_at >= METRICS_INTERVAL_S:
+                last_metrics_at = time.monotonic()
+                await emit({"type": "metrics", **metrics.snapshot()})
+    except asyncio.CancelledError:
+        await asyncio.shield(call.aclose())
+        metrics.on_usage(call.usage)
+        await _emit_quietly(emit, _done_event(metrics, "stopped"))
+        raise
+    except Exception:
+        logger.exception("playground run failed")
+        await emit(
+            _error_event(
+                "The server had an error while processing your request", "server_error", 500
+            )
+        )
+        return
+    finally:
+        await asyncio.shield(call.aclose())
+    metrics.on_usage(call.usage)
+    await emit(_done_event(metrics, finish_reason or call.finish_reason))
+
+
+def _done_event(metrics: RunMetrics, finish_reason: str | None) -> dict:
+    return {"type": "done", "finish_reason": finish_reason, **metrics.snapshot()}
+
+
+async def _emit_quietly(emit: Emit, event: dict) -> None:
+    # While stopping because the socket went away there is no one left to tell.
+    try:
+        await emit(event)
+    except Exception:
+        pass

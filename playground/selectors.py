@@ -1,0 +1,64 @@
+"""Reads for the web UI: catalog cards, the user's projects, the header's context."""
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from billing.organizations import is_org_admin
+from inference_app.models import ApiKey, CatalogModel, Deployment, Profile, Project
+
+
+def _with_served(qs: QuerySet[CatalogModel]) -> QuerySet[CatalogModel]:
+    # "Served" = at least one enabled deployment; health changes minute to minute, so it is
+    # not part of availability shown on a card.
+    enabled = Deployment.objects.filter(model=OuterRef("pk"), is_enabled=True)
+    return qs.annotate(served=Exists(enabled))
+
+
+def catalog_cards() -> list[CatalogModel]:
+    """Every listed model, each with `.served`, in catalog order."""
+    return list(_with_served(CatalogModel.objects.filter(is_listed=True)))
+
+
+def served_models() -> list[CatalogModel]:
+    return [m for m in catalog_cards() if m.served]
+
+
+def catalog_model_find(*, model_id: str) -> CatalogModel | None:
+    return _with_served(CatalogModel.objects.filter(model_id=model_id)).first()
+
+
+def user_projects(*, user) -> QuerySet[Project]:
+    """Projects of the teams the user belongs to."""
+    return (
+        Project.objects.filter(team__members=user)
+        .select_related("team")
+        .order_by("team__name", "name")
+        .distinct()
+    )
+
+
+def current_project(*, user) -> Project | None:
+    """The profile's default project while the user may still use it, else their first one."""
+    projects = user_projects(user=user)
+    profile = Profile.objects.filter(user=user).first()
+    if profile and profile.default_project_id:
+        project = projects.filter(pk=profile.default_project_id).first()
+        if project:
+            return project
+    return projects.first()
+
+
+def header_context(*, user) -> dict:
+    if not user.is_authenticated:
+        return {"projects": [], "current_project": None, "is_billing_admin": False}
+    project = current_project(user=user)
+    return {
+        "projects": list(user_projects(user=user)),
+        "current_project": project,
+        "is_billing_admin": bool(
+            project and is_org_admin(user=user, organization_id=project.team.organization_id)
+        ),
+    }
+
+
+def user_api_keys(*, user) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(user=user).order_by("-created_at")

@@ -1,0 +1,408 @@
+// Shared by the Playground and Compare pages: the websocket, a pane's conversation and run,
+// the parameters panel, the request body and its curl / Python rendering.
+(function () {
+  "use strict";
+  const Y = (window.Yardstick = window.Yardstick || {});
+  const dataEl = document.getElementById("models-data");
+  Y.models = dataEl ? JSON.parse(dataEl.textContent) : [];
+  Y.modelInfo = (id) => Y.models.find((m) => m.id === id);
+  const DEFAULT_MAX_TOKENS = 512;
+
+  // ---- formatting --------------------------------------------------------------------------
+  Y.formatCost = function (micros) {
+    if (micros === null || micros === undefined) return "–";
+    const dollars = micros / 1e6;
+    return "$" + (dollars >= 0.01 ? dollars.toFixed(4) : dollars.toFixed(6));
+  };
+  Y.formatMs = function (ms) {
+    if (ms === null || ms === undefined) return "–";
+    return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+  };
+  Y.formatRate = (r) => (r === null || r === undefined ? "–" : Number(r).toFixed(1));
+
+  // ---- parameters --------------------------------------------------------------------------
+  Y.bindParams = function (root, modelId) {
+    root.querySelectorAll("input[type=range][data-param]").forEach((input) => {
+      const out = root.querySelector(`[data-out="${input.dataset.param}"]`);
+      const show = () => { if (out) out.textContent = input.value; };
+      input.addEventListener("input", show);
+      show();
+    });
+    Y.capMaxTokens(root, modelId);
+  };
+  // max_tokens may not exceed the model's context window.
+  Y.capMaxTokens = function (root, modelId) {
+    const info = Y.modelInfo(modelId);
+    const input = root.querySelector('[data-param="max_tokens"]');
+    const hint = root.querySelector("[data-max-hint]");
+    if (!input) return;
+    if (info) {
+      input.max = info.context;
+      if (Number(input.value) > info.context) input.value = info.context;
+      if (hint) hint.textContent = `≤ ${info.context.toLocaleString("en-US")}`;
+    }
+  };
+  Y.readParams = function (root) {
+    const get = (name) => root.querySelector(`[data-param="${name}"]`);
+    const params = {
+      temperature: Number(get("temperature").value),
+      max_tokens: parseInt(get("max_tokens").value, 10) || DEFAULT_MAX_TOKENS,
+      top_p: Number(get("top_p").value),
+    };
+    const max = parseInt(get("max_tokens").max, 10);
+    if (max && params.max_tokens > max) params.max_tokens = max;
+    for (const name of ["presence_penalty", "frequency_penalty"]) {
+      const value = Number(get(name).value);
+      if (value !== 0) params[name] = value;
+    }
+    const seed = get("seed").value.trim();
+    if (seed !== "") params.seed = parseInt(seed, 10);
+    const stop = get("stop").value.split("\n").filter((s) => s.length > 0).slice(0, 4);
+    if (stop.length) params.stop = stop;
+    return params;
+  };
+
+  // ---- the request ---------------------------------------------------------------------------
+  // The same body playground/chat_requests.py builds on the server (View code shows it).
+  Y.apiMessages = function (systemPrompt, history) {
+    const messages = [];
+    if (systemPrompt && systemPrompt.trim()) messages.push({ role: "system", content: systemPrompt });
+    for (const m of history) messages.push({ role: m.role, content: m.content });
+    return messages;
+  };
+  Y.buildBody = function (model, messages, params) {
+    return { model, messages, ...params, stream: true, stream_options: { include_usage: true } };
+  };
+
+  function pyRepr(value, indent) {
+    const pad = "    ".repeat(indent + 1);
+    const end = "    ".repeat(indent);
+    if (value === null) return "None";
+    if (value === true) return "True";
+    if (value === false) return "False";
+    if (typeof value === "string") return JSON.stringify(value);
+    if (typeof value === "number") return String(value);
+    if (Array.isArray(value)) {
+      if (!value.length) return "[]";
+      return "[\n" + value.map((v) => pad + pyRepr(v, indent + 1) + ",\n").join("") + end + "]";
+    }
+    const keys = Object.keys(value);
+    if (!keys.length) return "{}";
+    return "{\n" + keys.map((k) => `${pad}${JSON.stringify(k)}: ${pyRepr(value[k], indent + 1)},\n`).join("") + end + "}";
+  }
+  Y.codeSnippets = function (baseUrl, project, body) {
+    const json = JSON.stringify(body, null, 2).replace(/'/g, "'\\''");
+    const curl = [
+      `curl ${baseUrl}/chat/completions \\`,
+      '  -H "Content-Type: application/json" \\',
+      '  -H "Authorization: Bearer $YARDSTICK_API_KEY" \\',
+      `  -H "OpenAI-Project: ${project}" \\`,
+      "  --no-buffer \\",
+      `  -d '${json}'`,
+    ].join("\n");
+    const args = Object.keys(body)
+      .map((k) => `    ${k}=${pyRepr(body[k], 1)},`)
+      .join("\n");
+    const python = [
+      "import os",
+      "",
+      "import openai",
+      "",
+      "client = openai.OpenAI(",
+      `    base_url=${JSON.stringify(baseUrl)},`,
+      '    api_key=os.environ["YARDSTICK_API_KEY"],  # redacted: create one under API keys',
+      `    project=${JSON.stringify(project)},`,
+      ")",
+      "",
+      "stream = client.chat.completions.create(",
+      args,
+      ")",
+      "for chunk in stream:",
+      "    if chunk.choices and chunk.choices[0].delta.content:",
+      '        print(chunk.choices[0].delta.content, end="", flush=True)',
+      "    if chunk.usage:",
+      "        print()",
+      "        print(chunk.usage)",
+    ].join("\n");
+    return { curl, python };
+  };
+
+  // ---- the websocket -------------------------------------------------------------------------
+  // One socket per page; events are routed to panes by their "pane" field.
+  Y.ChatSocket = class {
+    constructor({ onEvent, onStatus }) {
+      this.onEvent = onEvent;
+      this.onStatus = onStatus || (() => {});
+      this.queue = [];
+      this.retryMs = 500;
+      this.connect();
+    }
+    connect() {
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      const ws = new WebSocket(`${scheme}://${location.host}/ws/playground/`);
+      this.ws = ws;
+      this.onStatus("connecting");
+      ws.addEventListener("open", () => {
+        this.retryMs = 500;
+        this.onStatus("open");
+        for (const message of this.queue.splice(0)) ws.send(message);
+      });
+      ws.addEventListener("message", (event) => this.onEvent(JSON.parse(event.data)));
+      ws.addEventListener("close", () => {
+        this.onStatus("closed");
+        this.onEvent({ type: "connection_lost" });
+        // Reconnect with backoff; a refused socket (signed out) shows up as "closed" in the UI.
+        setTimeout(() => this.connect(), this.retryMs);
+        this.retryMs = Math.min(this.retryMs * 2, 10000);
+      });
+    }
+    send(message) {
+      const text = JSON.stringify(message);
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+      else this.queue.push(text);
+    }
+  };
+  Y.showSocketStatus = function (status) {
+    document.querySelectorAll("[data-socket-status]").forEach((el) => {
+      el.dataset.state = status;
+      el.title = { open: "Connected", connecting: "Connecting…", closed: "Disconnected, retrying…" }[status];
+    });
+  };
+
+  // ---- a conversation ------------------------------------------------------------------------
+  // messages: {role, content, streaming, error, meta}; the DOM is rebuilt on structural change
+  // and only the streaming message's content is re-rendered (once per frame) on each delta.
+  Y.Conversation = class {
+    constructor(container, { onRetry, onResend, emptyEl }) {
+      this.container = container;
+      this.onRetry = onRetry;
+      this.onResend = onResend;
+      this.emptyEl = emptyEl || null;
+      this.messages = [];
+    }
+    history() {
+      // What the next request carries: finished, non-empty messages.
+      return this.messages.filter((m) => !m.streaming && !m.error && m.content !== "");
+    }
+    add(role, content) {
+      const message = { role, content, streaming: false, error: null, meta: null };
+      this.messages.push(message);
+      this.render();
+      return message;
+    }
+    clear() { this.messages = []; this.render(); }
+    render() {
+      this.container.querySelectorAll(".msg").forEach((el) => el.remove());
+      if (this.emptyEl) this.emptyEl.hidden = this.messages.length > 0;
+      this.messages.forEach((m, i) => this.container.appendChild(this.renderMessage(m, i)));
+      this.scroll(true);
+    }
+    renderMessage(m, index) {
+      const el = document.createElement("div");
+      el.className = `msg msg-${m.role}` + (m.streaming ? " streaming" : "") + (m.error ? " has-error" : "");
+      el.dataset.role = m.role;
+      const role = document.createElement("div");
+      role.className = "msg-role";
+      role.textContent = m.role === "user" ? "You" : "Assistant";
+      el.appendChild(role);
+      const body = document.createElement("div");
+      body.className = "msg-content" + (m.role === "assistant" ? " markdown" : "");
+      el.appendChild(body);
+      m.el = el;
+      m.contentEl = body;
+      if (m.editing) {
+        this.renderEditor(m, index, body);
+      } else {
+        this.paint(m);
+      }
+      const error = document.createElement("div");
+      error.className = "msg-error";
+      error.setAttribute("role", "alert");
+      error.hidden = !m.error;
+      error.textContent = m.error || "";
+      el.appendChild(error);
+      m.errorEl = error;
+      const meta = document.createElement("div");
+      meta.className = "msg-meta";
+      m.metaEl = meta;
+      el.appendChild(meta);
+      this.paintMeta(m);
+      if (!m.streaming && !m.editing) el.appendChild(this.renderActions(m, index));
+      return el;
+    }
+    renderActions(m, index) {
+      const bar = document.createElement("div");
+      bar.className = "msg-actions";
+      const action = (label, title, fn) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "btn-link";
+        b.textContent = label;
+        b.title = title;
+        b.dataset.action = label.toLowerCase();
+        b.addEventListener("click", fn);
+        bar.appendChild(b);
+      };
+      if (m.role === "assistant") {
+        action("Retry", "Generate this answer again", () => this.onRetry(index));
+        action("Copy", "Copy the answer's Markdown", (e) => Y.copyText(m.content).then(() => Y.flashCopied(e.target)));
+      }
+      action("Edit", "Edit this message", () => { m.editing = true; this.render(); });
+      action("Delete", "Delete this message", () => { this.messages.splice(index, 1); this.render(); });
+      return bar;
+    }
+    renderEditor(m, index, body) {
+      const area = document.createElement("textarea");
+      area.className = "msg-editor";
+      area.value = m.content;
+      area.rows = Math.min(12, Math.max(2, m.content.split("\n").length));
+      body.appendChild(area);
+      const bar = document.createElement("div");
+      bar.className = "msg-actions";
+      const button = (label, cls, fn) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = cls;
+        b.textContent = label;
+        b.addEventListener("click", fn);
+        bar.appendChild(b);
+      };
+      const save = () => { m.content = area.value; m.editing = false; m.error = null; };
+      if (m.role === "user") {
+        button("Save & submit", "btn btn-primary btn-small", () => {
+          save();
+          this.messages.splice(index + 1);
+          this.render();
+          this.onResend();
+        });
+      }
+      button("Save", "btn btn-small", () => { save(); this.render(); });
+      button("Cancel", "btn btn-ghost btn-small", () => { m.editing = false; this.render(); });
+      body.appendChild(bar);
+      setTimeout(() => area.focus(), 0);
+    }
+    paint(m) {
+      if (m.role === "assistant") Y.renderMarkdown(m.contentEl, m.content);
+      else m.contentEl.textContent = m.content;
+      if (m.streaming) {
+        const caret = document.createElement("span");
+        caret.className = "caret";
+        m.contentEl.appendChild(caret);
+      }
+    }
+    paintLater(m) {
+      if (m.paintQueued) return;
+      m.paintQueued = true;
+      requestAnimationFrame(() => {
+        m.paintQueued = false;
+        if (m.contentEl) this.paint(m);
+        this.scroll(false);
+      });
+    }
+    paintMeta(m) {
+      if (!m.metaEl) return;
+      const d = m.meta;
+      if (!d || m.role !== "assistant") { m.metaEl.hidden = true; return; }
+      m.metaEl.hidden = false;
+      const parts = [
+        ["TTFT", Y.formatMs(d.ttft_ms)],
+        ["tok/s", Y.formatRate(d.tokens_per_s)],
+        ["prompt", d.prompt_tokens ?? "–"],
+        ["completion", d.completion_tokens ?? "–"],
+        ["cost", Y.formatCost(d.cost_micros)],
+      ];
+      if (d.finish_reason !== undefined) parts.push(["finish", d.finish_reason || "–"]);
+      m.metaEl.replaceChildren(...parts.map(([label, value]) => {
+        const span = document.createElement("span");
+        span.dataset.metric = label;
+        span.innerHTML = "<b></b> ";
+        span.firstChild.textContent = value;
+        span.append(label);
+        return span;
+      }));
+    }
+    scroll(force) {
+      const c = this.container;
+      const nearBottom = c.scrollHeight - c.scrollTop - c.clientHeight < 120;
+      if (force || nearBottom) c.scrollTop = c.scrollHeight;
+    }
+  };
+
+  // ---- one pane's run ------------------------------------------------------------------------
+  let runCounter = 0;
+  Y.PaneRun = class {
+    constructor({ socket, paneId, conversation, onChange }) {
+      this.socket = socket;
+      this.paneId = paneId;
+      this.conversation = conversation;
+      this.onChange = onChange || (() => {});
+      this.runId = null;
+      this.message = null;
+      this.startedAt = null;
+      this.live = null;
+    }
+    get running() { return this.runId !== null; }
+    start(model, systemPrompt, params) {
+      const messages = Y.apiMessages(systemPrompt, this.conversation.history());
+      this.runId = `r${++runCounter}`;
+      this.message = this.conversation.add("assistant", "");
+      this.message.streaming = true;
+      this.message.meta = null;
+      this.conversation.render();
+      this.startedAt = performance.now();
+      this.live = { elapsed_ms: 0 };
+      this.socket.send({ type: "run", pane: this.paneId, run: this.runId, model, messages, params });
+      this.onChange(this);
+    }
+    stop() { if (this.running) this.socket.send({ type: "stop", pane: this.paneId }); }
+    elapsedMs() { return this.startedAt === null ? null : performance.now() - this.startedAt; }
+    finish(meta, error) {
+      const m = this.message;
+      this.runId = null;
+      if (m) {
+        m.streaming = false;
+        if (meta) m.meta = meta;
+        if (error) m.error = error;
+        this.conversation.render();
+      }
+      this.onChange(this);
+    }
+    handle(event) {
+      if (event.type === "connection_lost") {
+        if (this.running) this.finish(null, "Connection lost; the answer was cut off. Retry when the connection is back.");
+        return;
+      }
+      if (event.run !== this.runId) return; // a late event of a run that was replaced
+      const m = this.message;
+      switch (event.type) {
+        case "delta":
+          m.content += event.content;
+          this.conversation.paintLater(m);
+          break;
+        case "metrics":
+          this.live = event;
+          m.meta = event;
+          this.conversation.paintMeta(m);
+          this.onChange(this);
+          break;
+        case "done":
+          this.live = event;
+          this.finish(event, null);
+          break;
+        case "error":
+          this.finish(m.meta, event.message || "Error");
+          break;
+      }
+    }
+  };
+
+  // Enter or Ctrl+Enter sends; Shift+Enter is a new line.
+  Y.bindComposerKeys = function (textarea, send) {
+    textarea.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        send();
+      }
+    });
+  };
+})();
