@@ -1,4 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from billing import views
 
 # The billing page for organization admins, mounted at /billing/.
-urlpatterns: list = []
+app_name = "billing"
+urlpatterns = [
+    path("", views.billing_home, name="home"),
+    path("usage/", views.billing_usage, name="usage"),
+    path("usage/export.csv", views.billing_usage_export, name="usage_export"),
+]

@@ -1,0 +1,11 @@
+from django import template
+
+from billing.money import format_usd
+
+register = template.Library()
+
+
+@register.filter
+def usd(micros: int | None) -> str:
+    """Micro-dollars as dollars for display: {{ org.balance_micros|usd }}."""
+    return format_usd(micros or 0)
