@@ -1,4 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from inference_app import health
 
 # Non-API pages of inference_app: /healthz, account settings (API keys).
-urlpatterns: list = []
+urlpatterns: list = [
+    path("healthz", health.healthz, name="healthz"),
+]

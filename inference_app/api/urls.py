@@ -1,4 +1,14 @@
-from django.urls import path  # noqa: F401
+from django.urls import path, re_path
+
+from inference_app.api import views
 
 # The OpenAI-compatible API, mounted at /v1/.
-urlpatterns: list = []
+urlpatterns = [
+    path("models", views.models, name="api-models"),
+    path("models/<path:model_id>", views.model_detail, name="api-model-detail"),
+    path("chat/completions", views.chat_completions, name="api-chat-completions"),
+]
+
+# Anything else under /v1/ answers in OpenAI's error shape, not Django's HTML 404.
+# (Kept last: routes added above it take precedence.)
+urlpatterns.append(re_path(r"^(?P<path>.*)$", views.not_found))

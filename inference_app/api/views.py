@@ -1,0 +1,164 @@
+"""The OpenAI-compatible API (/v1): thin async views over inference_app.gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from inference_app.gateway import errors
+from inference_app.gateway.callers import Caller, resolve_api_caller
+from inference_app.gateway.errors import GatewayError
+from inference_app.gateway.model_list import get_model, list_models
+from inference_app.gateway.pipeline import ChatCall, new_request_id, start_chat_completion
+from inference_app.gateway.requests import parse_json_body
+
+_JSON = "application/json"
+
+
+def _json_response(payload: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+        status=status,
+        content_type=_JSON,
+        headers=headers,
+    )
+
+
+def error_response(error: GatewayError, request_id: str | None = None) -> HttpResponse:
+    headers = dict(error.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return _json_response(error.body(), status=error.status, headers=headers)
+
+
+def _check_country(request: HttpRequest) -> None:
+    """Geographic restriction, before any other work (the header is set by a trusted proxy)."""
+    if not settings.BLOCKED_COUNTRIES:
+        return
+    country = request.headers.get(settings.COUNTRY_HEADER, "").strip().upper()
+    if country and country in settings.BLOCKED_COUNTRIES:
+        raise errors.unsupported_country()
+
+
+async def _authenticate(request: HttpRequest) -> Caller:
+    _check_country(request)
+    return await resolve_api_caller(
+        request.headers.get("Authorization"), request.headers.get("OpenAI-Project")
+    )
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    limit = settings.MAX_REQUEST_BYTES
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        raise errors.invalid_request("Invalid Content-Length header.") from None
+    if declared > limit:
+        raise errors.request_too_large(limit)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise errors.request_too_large(limit) from None
+    if len(body) > limit:
+        raise errors.request_too_large(limit)
+    return body
+
+
+@csrf_exempt
+async def models(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return error_response(errors.method_not_allowed(request.method, request.path))
+    try:
+        await _authenticate(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    return _json_response({"object": "list", "data": await list_models()})
+
+
+@csrf_exempt
+async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    if request.method != "GET":
+        return error_response(errors.method_not_allowed(request.method, request.path))
+    try:
+        await _authenticate(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    model = await get_model(model_id)
+    if model is None:
+        return error_response(errors.model_not_found(model_id))
+    return _json_response(model)
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return error_response(errors.method_not_allowed(request.method, request.path))
+    request_id = new_request_id()
+    try:
+        caller = await _authenticate(request)
+        body = parse_json_body(_read_body(request))
+        call = await start_chat_completion(caller, body, request_id=request_id)
+    except GatewayError as exc:
+        return error_response(exc, request_id)
+    if not call.stream:
+        try:
+            completion = await call.result()
+        except GatewayError as exc:
+            return error_response(exc, request_id)
+        return _json_response(completion, headers={"x-request-id": request_id})
+    return await _stream_response(call)
+
+
+async def _stream_response(call: ChatCall) -> StreamingHttpResponse:
+    events = _sse_events(call)
+    # Wait for the first event before sending headers: if the client leaves meanwhile this
+    # view is cancelled here and the call is closed; afterwards the generator has started,
+    # so its own clean-up runs however the response ends.
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        first = None
+    except asyncio.CancelledError:
+        await events.aclose()
+        await call.aclose()
+        raise
+    response = StreamingHttpResponse(
+        _prepend(first, events),
+        content_type="text/event-stream",
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "x-request-id": call.request_id,
+        },
+    )
+    return response
+
+
+async def _sse_events(call: ChatCall) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in call.chunks():
+            yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+    finally:
+        await call.aclose()
+
+
+async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first is not None:
+            yield first
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()
+
+
+@csrf_exempt
+async def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    return error_response(errors.not_found(request.path))

@@ -1,0 +1,232 @@
+"""Concurrency slots per user and per project (DESIGN.md lesson 2).
+
+A request holds one user slot and one project slot from before the engine call until it ends;
+both are taken together or not at all. Two implementations, chosen by settings:
+- in-process counters (the single-machine default), and
+- Redis (when REDIS_URL is set), shared by every gateway process: a sorted set per user and per
+  project whose members are request ids scored by lease expiry. A crashed process's slots
+  expire with their lease; a long stream renews its lease while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from typing import Protocol
+
+from django.conf import settings
+
+from inference_app.gateway import errors
+
+
+class Limiter(Protocol):
+    async def acquire(
+        self, *, user_id: int, user_limit: int, project_id: int, project_limit: int, request_id: str
+    ) -> bool: ...
+
+    async def release(self, *, user_id: int, project_id: int, request_id: str) -> None: ...
+
+    async def renew(self, *, user_id: int, project_id: int, request_id: str) -> None: ...
+
+    async def in_flight(self, *, user_id: int | None = None, project_id: int | None = None) -> int:
+        """Slots held now by a user or a project (tests, health, admin)."""
+        ...
+
+
+class Lease:
+    """The slots of one request. `release()` is idempotent."""
+
+    def __init__(self, limiter: Limiter, *, user_id: int, project_id: int, request_id: str):
+        self.limiter = limiter
+        self.user_id = user_id
+        self.project_id = project_id
+        self.request_id = request_id
+        self.released = False
+        self._renewed_at = time.monotonic()
+
+    async def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        await self.limiter.release(
+            user_id=self.user_id, project_id=self.project_id, request_id=self.request_id
+        )
+
+    async def renew_if_due(self) -> None:
+        """Extend the lease a third of the way through it, so long streams keep their slots."""
+        now = time.monotonic()
+        if self.released or now - self._renewed_at < settings.CONCURRENCY_LEASE_SECONDS / 3:
+            return
+        self._renewed_at = now
+        await self.limiter.renew(
+            user_id=self.user_id, project_id=self.project_id, request_id=self.request_id
+        )
+
+
+class InProcessLimiter:
+    """Counters in this process's memory; correct for one gateway process."""
+
+    def __init__(self) -> None:
+        self._users: dict[int, set[str]] = {}
+        self._projects: dict[int, set[str]] = {}
+
+    async def acquire(self, *, user_id, user_limit, project_id, project_limit, request_id) -> bool:
+        # No await between the checks and the adds: atomic on the event loop.
+        user = self._users.setdefault(user_id, set())
+        project = self._projects.setdefault(project_id, set())
+        if len(user) >= user_limit or len(project) >= project_limit:
+            return False
+        user.add(request_id)
+        project.add(request_id)
+        return True
+
+    async def release(self, *, user_id, project_id, request_id) -> None:
+        for table, key in ((self._users, user_id), (self._projects, project_id)):
+            held = table.get(key)
+            if held is not None:
+                held.discard(request_id)
+                if not held:
+                    del table[key]
+
+    async def renew(self, *, user_id, project_id, request_id) -> None:
+        return None  # nothing expires in process memory
+
+    async def in_flight(self, *, user_id=None, project_id=None) -> int:
+        if user_id is not None:
+            return len(self._users.get(user_id, ()))
+        return len(self._projects.get(project_id, ()))
+
+
+# KEYS: user zset, project zset. ARGV: user limit, project limit, request id, lease seconds.
+# Redis' own clock scores the leases, so processes with skewed clocks agree.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local lease = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
+redis.call('ZADD', KEYS[2], now + lease, ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 60)
+redis.call('EXPIRE', KEYS[2], math.ceil(lease) + 60)
+return 1
+"""
+
+# KEYS: user zset, project zset. ARGV: request id, lease seconds. Only extends held slots.
+_RENEW = """
+local t = redis.call('TIME')
+local expires = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2])
+for i = 1, 2 do
+  if redis.call('ZSCORE', KEYS[i], ARGV[1]) then
+    redis.call('ZADD', KEYS[i], 'XX', expires, ARGV[1])
+    redis.call('EXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2])) + 60)
+  end
+end
+return 1
+"""
+
+# KEYS: a zset. Live members only.
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class RedisLimiter:
+    """Slots shared by every gateway process through Redis (redis.asyncio)."""
+
+    def __init__(self, url: str, prefix: str, lease_seconds: int) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.lease_seconds = lease_seconds
+        # redis.asyncio connections belong to one event loop.
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _client(self):
+        import redis.asyncio as redis
+
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(loop)
+        if entry is None:
+            client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+            entry = (
+                client,
+                client.register_script(_ACQUIRE),
+                client.register_script(_RENEW),
+                client.register_script(_COUNT),
+            )
+            self._clients[loop] = entry
+        return entry
+
+    def _keys(self, user_id: int, project_id: int) -> list[str]:
+        return [
+            f"{self.prefix}:conc:user:{user_id}",
+            f"{self.prefix}:conc:project:{project_id}",
+        ]
+
+    async def acquire(self, *, user_id, user_limit, project_id, project_limit, request_id) -> bool:
+        _, acquire, _, _ = self._client()
+        granted = await acquire(
+            keys=self._keys(user_id, project_id),
+            args=[user_limit, project_limit, request_id, self.lease_seconds],
+        )
+        return bool(granted)
+
+    async def release(self, *, user_id, project_id, request_id) -> None:
+        client, _, _, _ = self._client()
+        user_key, project_key = self._keys(user_id, project_id)
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.zrem(user_key, request_id)
+            pipe.zrem(project_key, request_id)
+            await pipe.execute()
+
+    async def renew(self, *, user_id, project_id, request_id) -> None:
+        _, _, renew, _ = self._client()
+        await renew(keys=self._keys(user_id, project_id), args=[request_id, self.lease_seconds])
+
+    async def in_flight(self, *, user_id=None, project_id=None) -> int:
+        _, _, _, count = self._client()
+        if user_id is not None:
+            key = f"{self.prefix}:conc:user:{user_id}"
+        else:
+            key = f"{self.prefix}:conc:project:{project_id}"
+        return int(await count(keys=[key]))
+
+
+_limiter: Limiter | None = None
+_limiter_config: tuple | None = None
+
+
+def get_limiter() -> Limiter:
+    """The limiter the settings ask for (rebuilt when tests change REDIS_URL / the prefix)."""
+    global _limiter, _limiter_config
+    config = (settings.REDIS_URL, settings.REDIS_KEY_PREFIX, settings.CONCURRENCY_LEASE_SECONDS)
+    if _limiter is None or config != _limiter_config:
+        if settings.REDIS_URL:
+            _limiter = RedisLimiter(*config)
+        else:
+            _limiter = InProcessLimiter()
+        _limiter_config = config
+    return _limiter
+
+
+async def acquire_slots(
+    *, user_id: int, user_limit: int, project_id: int, project_limit: int, request_id: str
+) -> Lease:
+    """Take a user slot and a project slot together, or raise 429 concurrency_limit_reached."""
+    limiter = get_limiter()
+    granted = await limiter.acquire(
+        user_id=user_id,
+        user_limit=user_limit,
+        project_id=project_id,
+        project_limit=project_limit,
+        request_id=request_id,
+    )
+    if not granted:
+        raise errors.concurrency_limit_reached()
+    return Lease(limiter, user_id=user_id, project_id=project_id, request_id=request_id)

@@ -1,0 +1,155 @@
+"""The one seam between the gateway and serving engines: OpenAI-compatible HTTP over httpx.
+
+One shared `httpx.AsyncClient` per event loop (in practice, per process: daphne runs one loop),
+so connections to engines are pooled and kept alive. Tests replace the transport with
+`install_transport(httpx.MockTransport(...))`; nothing else in the gateway talks HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import AsyncIterator
+
+import httpx
+from django.conf import settings
+
+from inference_app.gateway import errors
+from inference_app.gateway.routing import DeploymentTarget
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+_transport: httpx.AsyncBaseTransport | None = None
+
+
+class EngineUnavailable(Exception):
+    """The deployment could not take the request (refused, timed out, overloaded, 5xx).
+
+    Raised before any byte of the answer, so another deployment may be tried.
+    """
+
+    def __init__(self, message: str, *, overloaded: bool) -> None:
+        super().__init__(message)
+        # True: connection refused / timeout / 429 / 503 (→ 503 engine_overloaded);
+        # False: the engine answered with another 5xx (→ 500 server_error).
+        self.overloaded = overloaded
+
+
+def install_transport(transport: httpx.AsyncBaseTransport | None) -> None:
+    """Route every engine call through `transport` (tests); None restores real HTTP."""
+    global _transport
+    _transport = transport
+    _clients.clear()
+
+
+def get_client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            transport=_transport,
+            timeout=httpx.Timeout(
+                connect=settings.ENGINE_CONNECT_TIMEOUT,
+                read=settings.ENGINE_READ_TIMEOUT,
+                write=30.0,
+                pool=settings.ENGINE_CONNECT_TIMEOUT,
+            ),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
+        _clients[loop] = client
+    return client
+
+
+def _headers(target: DeploymentTarget) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    if target.api_key:
+        headers["authorization"] = f"Bearer {target.api_key}"
+    return headers
+
+
+async def open_chat_completion(target: DeploymentTarget, payload: dict) -> httpx.Response:
+    """Send the request and return the response once its headers say 200 (body unread).
+
+    The caller must `await response.aclose()`; closing early cancels the engine's work.
+    """
+    client = get_client()
+    request = client.build_request(
+        "POST",
+        f"{target.base_url}/chat/completions",
+        content=json.dumps(payload, separators=(",", ":")).encode(),
+        headers=_headers(target),
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise EngineUnavailable(f"connect: {exc!r}", overloaded=True) from exc
+    except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        raise EngineUnavailable(f"no answer: {exc!r}", overloaded=True) from exc
+    if response.status_code == 200:
+        return response
+    try:
+        raw = await response.aread()
+    except httpx.HTTPError:
+        raw = b""
+    finally:
+        await response.aclose()
+    status = response.status_code
+    message = _engine_error_message(raw) or f"engine answered HTTP {status}"
+    if status in (429, 503):
+        raise EngineUnavailable(f"HTTP {status}: {message}", overloaded=True)
+    if status >= 500:
+        raise EngineUnavailable(f"HTTP {status}: {message}", overloaded=False)
+    # The engine rejected the request itself (context too long, bad parameter): the caller's fault.
+    raise errors.invalid_request(message)
+
+
+def _engine_error_message(raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")[:500].strip()
+    return error_message_of(body)
+
+
+def error_message_of(body: object) -> str:
+    """The message of an engine's error body, in any of the shapes engines use."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or "")[:2000]
+    if isinstance(error, str):
+        return error[:2000]
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"][:2000]
+    return ""
+
+
+async def iter_events(response: httpx.Response) -> AsyncIterator[dict]:
+    """The JSON payloads of an SSE stream's `data:` lines, until `data: [DONE]`."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue  # blank separators, comments (": ping"), event names
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if data:
+            yield json.loads(data)
+
+
+async def read_json(response: httpx.Response) -> dict:
+    return json.loads(await response.aread())
+
+
+async def probe(base_url: str, api_key: str, timeout: float) -> tuple[bool, str]:
+    """Is the engine answering `GET {base_url}/models`? (ok, detail)."""
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = await get_client().get(
+            f"{base_url.rstrip('/')}/models", headers=headers, timeout=timeout
+        )
+    except httpx.HTTPError as exc:
+        return False, type(exc).__name__
+    if response.status_code != 200:
+        return False, f"HTTP {response.status_code}"
+    return True, "ok"

@@ -1,0 +1,373 @@
+"""The one path every chat completion takes, from the API view and the playground alike.
+
+start_chat_completion: validate → take concurrency slots → reserve the worst-case cost → open
+the engine request on a healthy deployment. Any rejection before the engine answers leaves
+nothing taken and nothing written. After that, ChatCall owns the request: its slots are
+released and its usage settled exactly once, whichever way it ends (done, engine error,
+client disconnect, aclose), with settlement shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError
+
+from billing.errors import QuotaExceeded
+from billing.quota import reserve_credits
+from billing.usage import UsageReport, settle_usage, usage_cost_micros
+from inference_app.gateway import engine_client, errors, routing, tokens
+from inference_app.gateway.callers import Caller
+from inference_app.gateway.concurrency import Lease, acquire_slots
+from inference_app.gateway.requests import ChatRequest, parse_chat_request
+
+log = logging.getLogger(__name__)
+
+# Worst case reserved (and the cap sent to the engine) when the caller sets no max_tokens.
+DEFAULT_MAX_TOKENS = 4096
+
+
+def new_request_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+async def start_chat_completion(
+    caller: Caller, body: dict, *, request_id: str | None = None
+) -> ChatCall:
+    """Validate, admit and open one chat completion; see the module docstring."""
+    request = parse_chat_request(body)
+    route = await routing.get_route(request.model)
+    if request.has_images and not route.supports_vision:
+        raise errors.invalid_request(
+            f"The model `{route.model_id}` does not support image inputs.", param="messages"
+        )
+    prompt_estimate = tokens.estimate_prompt_tokens(body["messages"])
+    requested = request.requested_max_tokens
+    room = route.context_window - prompt_estimate
+    if requested is not None and requested > room:
+        raise errors.invalid_request(
+            f"This model's maximum context length is {route.context_window} tokens. However, "
+            f"you requested about {prompt_estimate + requested} tokens ({prompt_estimate} in "
+            f"the messages, {requested} in the completion). Please reduce the length of the "
+            "messages or completion.",
+            param="max_tokens",
+        )
+    if room < 1:
+        raise errors.invalid_request(
+            f"This model's maximum context length is {route.context_window} tokens, but the "
+            f"messages take about {prompt_estimate}. Please reduce the length of the messages.",
+            param="messages",
+        )
+    max_tokens = requested or min(room, DEFAULT_MAX_TOKENS)
+
+    call = ChatCall(
+        caller=caller,
+        request=request,
+        route=route,
+        body=body,
+        request_id=request_id or new_request_id(),
+        prompt_estimate=prompt_estimate,
+        max_tokens=max_tokens,
+    )
+    await call._admit()
+    await call._open()
+    return call
+
+
+class ChatCall:
+    """One admitted chat completion (see GATEWAY_CONTRACT.md)."""
+
+    def __init__(
+        self,
+        *,
+        caller: Caller,
+        request: ChatRequest,
+        route: routing.ModelRoute,
+        body: dict,
+        request_id: str,
+        prompt_estimate: int,
+        max_tokens: int,
+    ) -> None:
+        self.caller = caller
+        self.request_id = request_id
+        self.model = route.model_id
+        self.stream = bool(request.stream)
+        self.usage: dict | None = None
+        self.time_to_first_token_ms: int | None = None
+        self.finish_reason: str | None = None
+        self.deployment: str = ""
+        self.tokens_counted_by_gateway = False
+        self._engine_usage: dict | None = None
+        self._request = request
+        self._route = route
+        self._body = body
+        self._prompt_estimate = prompt_estimate
+        self._max_tokens = max_tokens
+        self._counter = tokens.CompletionCounter()
+        self._lease: Lease | None = None
+        self._response: httpx.Response | None = None
+        self._created_at = datetime.now(UTC)
+        self._started = time.monotonic()
+        self._finishing: asyncio.Task | None = None
+        self._consumed = False
+
+    # --- admission ---------------------------------------------------------------------------
+
+    async def _admit(self) -> None:
+        """Slots, then the reservation; on refusal nothing stays taken."""
+        self._lease = await acquire_slots(
+            user_id=self.caller.user_id,
+            user_limit=self.caller.user_concurrency,
+            project_id=self.caller.project_id,
+            project_limit=self.caller.project_concurrency,
+            request_id=self.request_id,
+        )
+        try:
+            await sync_to_async(reserve_credits)(
+                organization_id=self.caller.organization_id,
+                request_id=self.request_id,
+                amount_micros=self.worst_case_cost_micros(),
+            )
+        except BaseException as exc:
+            await asyncio.shield(self._lease.release())
+            if isinstance(exc, QuotaExceeded):
+                raise errors.insufficient_quota() from None
+            if isinstance(exc, IntegrityError):
+                raise errors.invalid_request("This request id was already used.") from None
+            raise
+
+    def worst_case_cost_micros(self) -> int:
+        return usage_cost_micros(
+            prompt_tokens=self._prompt_estimate,
+            completion_tokens=self._max_tokens * (self._request.n or 1),
+            input_price_micros=self._route.input_price_micros,
+            output_price_micros=self._route.output_price_micros,
+        )
+
+    def _engine_payload(self, target: routing.DeploymentTarget) -> dict:
+        payload = dict(self._body)
+        payload["model"] = target.engine_model
+        payload.pop("max_completion_tokens", None)
+        # Always capped: the reservation covers exactly this many completion tokens.
+        payload["max_tokens"] = self._max_tokens
+        if self.stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        else:
+            payload["stream"] = False
+            payload.pop("stream_options", None)
+        return payload
+
+    async def _open(self) -> None:
+        """Open the engine request on the first deployment that takes it."""
+        try:
+            failure: engine_client.EngineUnavailable | None = None
+            for target in routing.candidates(self._route):
+                self.deployment = target.name
+                try:
+                    self._response = await engine_client.open_chat_completion(
+                        target, self._engine_payload(target)
+                    )
+                except engine_client.EngineUnavailable as exc:
+                    failure = exc
+                    if "HTTP 429" not in str(exc):
+                        await routing.mark_unhealthy(target, str(exc))
+                    continue
+                await routing.mark_healthy(target)
+                return
+            if failure is None or failure.overloaded:
+                raise errors.engine_overloaded()
+            raise errors.server_error()
+        except errors.GatewayError as exc:
+            await self._settle(status="error", http_status=exc.status, error_code=exc.code or "")
+            raise
+        except BaseException:
+            await self._settle(status="cancelled", http_status=499, error_code="cancelled")
+            raise
+
+    # --- the answer --------------------------------------------------------------------------
+
+    async def result(self) -> dict:
+        """The chat.completion dict (non-streaming calls)."""
+        if self._consumed:
+            raise RuntimeError("the result of this call was already read")
+        self._consumed = True
+        try:
+            try:
+                completion = await engine_client.read_json(self._response)
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("engine %s failed mid-answer: %r", self.deployment, exc)
+                error = errors.server_error()
+                await self._settle(status="error", http_status=500, error_code="server_error")
+                raise error from None
+            self._mark_first_token()
+            completion["id"] = self.request_id
+            completion["model"] = self.model
+            completion.pop("timings", None)  # llama.cpp's extra; not part of the OpenAI shape
+            for choice in completion.get("choices") or ():
+                message = choice.get("message") or {}
+                self._counter.add_text(message.get("content") or "")
+                self._counter.add_text(str(message.get("tool_calls") or ""))
+                self.finish_reason = choice.get("finish_reason") or self.finish_reason
+            self._take_usage(completion.get("usage"))
+            completion["usage"] = self._final_usage()
+            await self._settle(status="ok", http_status=200, error_code="")
+            return completion
+        except asyncio.CancelledError:
+            await self._settle(status="cancelled", http_status=499, error_code="cancelled")
+            raise
+
+    async def chunks(self) -> AsyncIterator[dict]:
+        """chat.completion.chunk dicts (streaming calls), then the usage chunk if asked for."""
+        if self._consumed:
+            raise RuntimeError("the chunks of this call were already read")
+        self._consumed = True
+        status, http_status, error_code = "cancelled", 499, "cancelled"
+        try:
+            created = None
+            try:
+                async for chunk in engine_client.iter_events(self._response):
+                    if "error" in chunk:
+                        message = engine_client.error_message_of(chunk)
+                        error = errors.server_error(message) if message else errors.server_error()
+                        status, http_status, error_code = "error", 500, "server_error"
+                        yield error.body()
+                        return
+                    self._take_usage(chunk.pop("usage", None))
+                    choices = chunk.get("choices")
+                    if not choices:
+                        continue  # the engine's usage chunk: ours comes at the end
+                    chunk["id"] = self.request_id
+                    chunk["model"] = self.model
+                    chunk.pop("timings", None)
+                    created = chunk.get("created", created)
+                    for choice in choices:
+                        delta = choice.get("delta") or {}
+                        content = delta.get("content")
+                        if content:
+                            self._mark_first_token()
+                            self._counter.add_text(content)
+                        if delta.get("tool_calls"):
+                            self._mark_first_token()
+                            self._counter.add_text(str(delta["tool_calls"]))
+                        if choice.get("finish_reason"):
+                            self.finish_reason = choice["finish_reason"]
+                    yield chunk
+                    if self._lease is not None:
+                        await self._lease.renew_if_due()
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("engine %s failed mid-stream: %r", self.deployment, exc)
+                status, http_status, error_code = "error", 500, "server_error"
+                yield errors.server_error().body()
+                return
+            status, http_status, error_code = "ok", 200, ""
+            if self._request.include_usage:
+                yield {
+                    "id": self.request_id,
+                    "object": "chat.completion.chunk",
+                    "created": created or int(self._created_at.timestamp()),
+                    "model": self.model,
+                    "choices": [],
+                    "usage": self._final_usage(),
+                }
+        finally:
+            # Runs on normal end, on error, on CancelledError (client gone) and on
+            # GeneratorExit (the consumer dropped or closed the iterator).
+            await self._settle(status=status, http_status=http_status, error_code=error_code)
+
+    async def aclose(self) -> None:
+        """Stop the call: cancel the engine request if running, release, settle. Idempotent."""
+        await self._settle(status="cancelled", http_status=499, error_code="cancelled")
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def _mark_first_token(self) -> None:
+        if self.time_to_first_token_ms is None:
+            self.time_to_first_token_ms = int((time.monotonic() - self._started) * 1000)
+
+    def _take_usage(self, usage: dict | None) -> None:
+        """Remember the engine's usage report, if this chunk or body carries one."""
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self._engine_usage = usage
+
+    def _final_usage(self) -> dict:
+        """The engine's usage; when it gave none, the gateway's count (and say so)."""
+        if self._engine_usage is not None:
+            usage = dict(self._engine_usage)
+            if not isinstance(usage.get("prompt_tokens"), int):
+                usage["prompt_tokens"] = self._prompt_estimate
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            self.tokens_counted_by_gateway = False
+        else:
+            prompt, completion = self._prompt_estimate, self._counter.tokens
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+            self.tokens_counted_by_gateway = True
+        self.usage = usage
+        return usage
+
+    async def _settle(self, *, status: str, http_status: int, error_code: str) -> None:
+        """Finish the call once: close the engine stream, free the slots, write usage.
+
+        The work runs in its own task and is awaited through a shield, so a cancelled caller
+        (client disconnect) cannot interrupt it half-way.
+        """
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(
+                self._finish(status=status, http_status=http_status, error_code=error_code)
+            )
+        await asyncio.shield(self._finishing)
+
+    async def _finish(self, *, status: str, http_status: int, error_code: str) -> None:
+        if self._response is not None:
+            try:
+                await self._response.aclose()
+            except Exception:
+                log.exception("closing the engine response of %s", self.request_id)
+        if self._lease is not None:
+            try:
+                await self._lease.release()
+            except Exception:
+                log.exception("releasing the slots of %s", self.request_id)
+        # Nothing reached the engine's answer yet (refused, cancelled while opening): nothing
+        # was generated, so the prompt is not charged either.
+        opened = self._response is not None
+        usage = self._final_usage() if opened else {"prompt_tokens": 0, "completion_tokens": 0}
+        finished_at = datetime.now(UTC)
+        report = UsageReport(
+            request_id=self.request_id,
+            organization_id=self.caller.organization_id,
+            user_id=self.caller.user_id,
+            api_key_prefix=self.caller.api_key_prefix,
+            team=self.caller.team,
+            project=self.caller.project,
+            model=self.model,
+            deployment=self.deployment,
+            source=self.caller.source,
+            status=status,
+            http_status=http_status,
+            error_code=error_code,
+            prompt_tokens=int(usage["prompt_tokens"]),
+            completion_tokens=int(usage["completion_tokens"]),
+            tokens_counted_by_gateway=self.tokens_counted_by_gateway and opened,
+            time_to_first_token_ms=self.time_to_first_token_ms,
+            duration_ms=int((time.monotonic() - self._started) * 1000),
+            input_price_micros=self._route.input_price_micros,
+            output_price_micros=self._route.output_price_micros,
+            created_at=self._created_at,
+            finished_at=finished_at,
+        )
+        try:
+            await sync_to_async(settle_usage)(report)
+        except Exception:
+            log.exception("settling usage of %s failed", self.request_id)
