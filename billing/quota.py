@@ -57,14 +57,17 @@ def reserve_credits(*, organization_id: int, request_id: str, amount_micros: int
         credits_expire_due_locked(organization=org, now=now)
         if Reservation.objects.filter(request_id=request_id).exists():
             return
-        if amount_micros > spendable_micros(organization=org, now=now):
-            raise QuotaExceeded(organization_id)
-        Reservation.objects.create(
-            request_id=request_id, organization=org, amount_micros=amount_micros
-        )
-        Organization.objects.filter(pk=org.pk).update(
-            reserved_micros=F("reserved_micros") + amount_micros
-        )
+        refused = amount_micros > spendable_micros(organization=org, now=now)
+        if not refused:
+            Reservation.objects.create(
+                request_id=request_id, organization=org, amount_micros=amount_micros
+            )
+            Organization.objects.filter(pk=org.pk).update(
+                reserved_micros=F("reserved_micros") + amount_micros
+            )
+    # Raised after the commit, so the expiries above stay written while nothing is held.
+    if refused:
+        raise QuotaExceeded(organization_id)
 
 
 def release_reservation(*, request_id: str) -> None:
