@@ -5,6 +5,7 @@ Under `.ci/run` (YARDSTICK_REQUIRE_SERVICES=1) a missing service is a failure in
 always exercises the scaled configuration.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -43,22 +44,35 @@ def postgres_server_url() -> str:
     return f"postgres://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}"
 
 
+@contextlib.contextmanager
+def _new_postgres_database(server_url: str):
+    import psycopg
+
+    name = f"yardstick_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server_url}/{name}"
+    finally:
+        with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def fresh_postgres_database(postgres_server_url):
     """A new, empty PostgreSQL database for one test (dropped after); yields its URL.
 
     Each test gets its own database, so parallel test runs never share state.
     """
-    import psycopg
+    with _new_postgres_database(postgres_server_url) as url:
+        yield url
 
-    name = f"yardstick_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{postgres_server_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_server_url}/{name}"
-    finally:
-        with psycopg.connect(f"{postgres_server_url}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+@pytest.fixture(scope="module")
+def module_postgres_database(postgres_server_url):
+    """Like fresh_postgres_database, shared by one test module (a live stack started once)."""
+    with _new_postgres_database(postgres_server_url) as url:
+        yield url
 
 
 @pytest.fixture
@@ -71,6 +85,19 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_key_prefix() -> str:
     """A key prefix of its own for each test, so tests sharing one Redis never collide."""
+    return f"yardstick-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def module_redis_url() -> str:
+    """redis_url for module-scoped fixtures (a live stack shared by one test module)."""
+    if not _port_open(REDIS_HOST, REDIS_PORT):
+        _missing(f"Redis is not reachable on {REDIS_HOST}:{REDIS_PORT}")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture(scope="module")
+def module_redis_key_prefix() -> str:
     return f"yardstick-test-{uuid.uuid4().hex[:10]}"
 
 
