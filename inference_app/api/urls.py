@@ -1,12 +1,13 @@
 from django.urls import path, re_path
 
-from inference_app.api import views
+from inference_app.api import billing_views, views
 
 # The OpenAI-compatible API, mounted at /v1/.
 urlpatterns = [
     path("models", views.models, name="api-models"),
     path("models/<path:model_id>", views.model_detail, name="api-model-detail"),
     path("chat/completions", views.chat_completions, name="api-chat-completions"),
+    path("billing/balance", billing_views.billing_balance, name="api-billing-balance"),
 ]
 
 # Anything else under /v1/ answers in OpenAI's error shape, not Django's HTML 404.
