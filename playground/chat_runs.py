@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from inference_app.gateway.errors import GatewayError
+from inference_app.gateway import GatewayError, resolve_session_caller, start_chat_completion
 from inference_app.models import CatalogModel
 from playground.chat_metrics import RunMetrics
 
@@ -41,9 +41,6 @@ async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) ->
     settles usage for what was produced, and the pane still gets a final "done" (finish_reason
     "stopped") with the tokens it got.
     """
-    # The gateway's pipeline is still being written; imported here so the ASGI app loads meanwhile.
-    from inference_app.gateway.pipeline import resolve_session_caller, start_chat_completion
-
     input_price, output_price = await _prices(body["model"])
     metrics = RunMetrics(input_price_micros=input_price, output_price_micros=output_price)
     try:
@@ -52,6 +49,10 @@ async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) ->
     except GatewayError as exc:
         await emit(_error_event(exc.message, exc.code, exc.status))
         return
+    except asyncio.CancelledError:
+        # Stopped before the engine answered (the gateway undoes its admission itself).
+        await _emit_quietly(emit, _done_event(metrics, "stopped"))
+        raise
     await emit({"type": "start", "request_id": call.request_id})
     finish_reason = None
     last_metrics_at = time.monotonic()

@@ -1,4 +1,5 @@
-// Copy buttons: <button data-copy-target="#id"> copies that element's text.
+// Copy buttons: <button data-copy-target="#id"> copies that element's text,
+// <button data-copy-text="..."> copies the attribute's value.
 (function () {
   "use strict";
   function fallbackCopy(text) {
@@ -20,20 +21,23 @@
   }
   function flash(button) {
     const label = button.dataset.label || button.textContent;
-    button.dataset.label = label;
-    button.textContent = button.classList.contains("btn-icon") ? "✓" : "Copied";
+    if (!button.classList.contains("btn-icon")) button.dataset.label = label;
     button.classList.add("copied");
-    setTimeout(() => { button.textContent = label; button.classList.remove("copied"); }, 1200);
+    if (!button.classList.contains("btn-icon")) button.textContent = "Copied";
+    setTimeout(() => {
+      button.classList.remove("copied");
+      if (!button.classList.contains("btn-icon")) button.textContent = label;
+    }, 1200);
   }
   window.Yardstick = window.Yardstick || {};
   window.Yardstick.copyText = copyText;
   window.Yardstick.flashCopied = flash;
   document.addEventListener("click", (event) => {
-    const button = event.target.closest("[data-copy-target]");
+    const button = event.target.closest("[data-copy-target], [data-copy-text]");
     if (!button) return;
     event.preventDefault();
-    event.stopPropagation();
-    const target = document.querySelector(button.dataset.copyTarget);
-    if (target) copyText(target.textContent).then(() => flash(button));
+    const target = button.dataset.copyTarget && document.querySelector(button.dataset.copyTarget);
+    const text = target ? target.textContent : button.dataset.copyText;
+    if (text !== undefined) copyText(text).then(() => flash(button));
   });
 })();
