@@ -9,3 +9,9 @@ register = template.Library()
 def usd(micros: int | None) -> str:
     """Micro-dollars as dollars for display: {{ org.balance_micros|usd }}."""
     return format_usd(micros or 0)
+
+
+@register.filter
+def count(number: int | None) -> str:
+    """Token and request counts with thousands separators: 1,950,000."""
+    return f"{number or 0:,}"
