@@ -202,6 +202,13 @@ _limiter: Limiter | None = None
 _limiter_config: tuple | None = None
 
 
+def reset_limiter() -> None:
+    """Forget the limiter (and, in process, every slot): tests start from a clean slate."""
+    global _limiter, _limiter_config
+    _limiter = None
+    _limiter_config = None
+
+
 def get_limiter() -> Limiter:
     """The limiter the settings ask for (rebuilt when tests change REDIS_URL / the prefix)."""
     global _limiter, _limiter_config

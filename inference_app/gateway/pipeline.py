@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 
 import httpx
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError
 
 from billing.errors import QuotaExceeded
-from billing.quota import reserve_credits
+from billing.quota import release_reservation, reserve_credits
 from billing.usage import UsageReport, settle_usage, usage_cost_micros
 from inference_app.gateway import engine_client, errors, routing, tokens
 from inference_app.gateway.callers import Caller
@@ -139,8 +138,6 @@ class ChatCall:
             await asyncio.shield(self._lease.release())
             if isinstance(exc, QuotaExceeded):
                 raise errors.insufficient_quota() from None
-            if isinstance(exc, IntegrityError):
-                raise errors.invalid_request("This request id was already used.") from None
             raise
 
     def worst_case_cost_micros(self) -> int:
@@ -185,8 +182,10 @@ class ChatCall:
             if failure is None or failure.overloaded:
                 raise errors.engine_overloaded()
             raise errors.server_error()
-        except errors.GatewayError as exc:
-            await self._settle(status="error", http_status=exc.status, error_code=exc.code or "")
+        except errors.GatewayError:
+            # No engine took the request: like any other refusal, it costs nothing and leaves
+            # no usage row (the slots and the hold are released).
+            await self._settle(status="error", http_status=0, error_code="", record=False)
             raise
         except BaseException:
             await self._settle(status="cancelled", http_status=499, error_code="cancelled")
@@ -316,7 +315,9 @@ class ChatCall:
         self.usage = usage
         return usage
 
-    async def _settle(self, *, status: str, http_status: int, error_code: str) -> None:
+    async def _settle(
+        self, *, status: str, http_status: int, error_code: str, record: bool = True
+    ) -> None:
         """Finish the call once: close the engine stream, free the slots, write usage.
 
         The work runs in its own task and is awaited through a shield, so a cancelled caller
@@ -324,11 +325,15 @@ class ChatCall:
         """
         if self._finishing is None:
             self._finishing = asyncio.ensure_future(
-                self._finish(status=status, http_status=http_status, error_code=error_code)
+                self._finish(
+                    status=status, http_status=http_status, error_code=error_code, record=record
+                )
             )
         await asyncio.shield(self._finishing)
 
-    async def _finish(self, *, status: str, http_status: int, error_code: str) -> None:
+    async def _finish(
+        self, *, status: str, http_status: int, error_code: str, record: bool
+    ) -> None:
         if self._response is not None:
             try:
                 await self._response.aclose()
@@ -339,6 +344,12 @@ class ChatCall:
                 await self._lease.release()
             except Exception:
                 log.exception("releasing the slots of %s", self.request_id)
+        if not record:
+            try:
+                await sync_to_async(release_reservation)(request_id=self.request_id)
+            except Exception:
+                log.exception("releasing the reservation of %s failed", self.request_id)
+            return
         # Nothing reached the engine's answer yet (refused, cancelled while opening): nothing
         # was generated, so the prompt is not charged either.
         opened = self._response is not None

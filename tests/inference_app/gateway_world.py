@@ -1,0 +1,306 @@
+"""Fixtures for the in-process gateway tests: a small world (org, team, projects, keys, models)
+and a fake engine installed at the one engine seam (engine_client's httpx transport).
+
+Everything above the transport is the real code: views, auth, concurrency, billing, settlement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+
+from billing.models import Organization, Reservation, UsageRecord
+from billing.organizations import membership_set, organization_create
+from inference_app.accounts import api_key_create, default_project_set, team_add_member
+from inference_app.gateway import callers, concurrency, engine_client, model_list, routing
+from inference_app.models import CatalogModel, Deployment, Project, Team
+
+TEXT_MODEL = "test/text-model"
+VISION_MODEL = "test/vision-model"
+UNDEPLOYED_MODEL = "test/undeployed-model"
+TWO_DEPLOYMENTS_MODEL = "test/two-deployments"
+TEXT_CONTEXT = 2048
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def reset_gateway_state() -> None:
+    callers.clear_caches()
+    routing.clear_caches()
+    model_list.clear_caches()
+    concurrency.reset_limiter()
+    engine_client.install_transport(None)
+
+
+class EngineStream(httpx.AsyncByteStream):
+    """An SSE body that notices when the gateway closes it before the end (a cancellation)."""
+
+    def __init__(self, engine: FakeEngine, events: list[bytes], fail_after: int | None) -> None:
+        self.engine = engine
+        self.events = events
+        self.fail_after = fail_after
+        self.finished = False
+
+    async def __aiter__(self):
+        self.engine.open_streams += 1
+        try:
+            for index, event in enumerate(self.events):
+                if self.fail_after is not None and index == self.fail_after:
+                    raise httpx.ReadError("engine went away")
+                if self.engine.token_delay and index:
+                    await asyncio.sleep(self.engine.token_delay)
+                yield event
+            self.finished = True
+        finally:
+            self.engine.open_streams -= 1
+
+    async def aclose(self) -> None:
+        if not self.finished:
+            self.engine.cancelled_streams += 1
+
+
+@dataclasses.dataclass
+class FakeEngine:
+    """Answers chat completions per host: 'ok', 'refuse', 'http500', 'http503', 'http400',
+    'break' (stream fails after two tokens). Records every request it gets."""
+
+    behaviour: dict[str, str] = dataclasses.field(default_factory=dict)
+    tokens: list[str] = dataclasses.field(
+        default_factory=lambda: ["Hello", " there", ",", " friend", "!"]
+    )
+    send_usage: bool = True
+    token_delay: float = 0.0
+    requests: list[tuple[str, dict]] = dataclasses.field(default_factory=list)
+    cancelled_streams: int = 0
+    open_streams: int = 0
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def hosts_called(self) -> list[str]:
+        return [host for host, _ in self.requests]
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        behaviour = self.behaviour.get(host, "ok")
+        if behaviour == "refuse":
+            raise httpx.ConnectError("Connection refused", request=request)
+        payload = json.loads(request.content)
+        self.requests.append((host, payload))
+        if behaviour == "http500":
+            return httpx.Response(500, json={"error": {"message": "boom"}})
+        if behaviour == "http503":
+            return httpx.Response(503, json={"error": {"message": "busy"}})
+        if behaviour == "http400":
+            return httpx.Response(
+                400, json={"error": {"message": "the request exceeds the context size"}}
+            )
+        prompt_tokens = 7
+        if not payload.get("stream"):
+            body = {
+                "id": "engine-id",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": payload["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(self.tokens)},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+            if self.send_usage:
+                body["usage"] = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": len(self.tokens),
+                    "total_tokens": prompt_tokens + len(self.tokens),
+                }
+            return httpx.Response(200, json=body)
+        events = []
+        base = {"id": "engine-id", "object": "chat.completion.chunk", "created": 1}
+        base["model"] = payload["model"]
+        for index, token in enumerate(self.tokens):
+            delta = {"role": "assistant", "content": token} if index == 0 else {"content": token}
+            events.append({**base, "choices": [{"index": 0, "delta": delta}]})
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if self.send_usage and (payload.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(self.tokens)}
+            events.append({**base, "choices": [], "usage": usage})
+        lines = [f"data: {json.dumps(event)}\n\n".encode() for event in events]
+        lines.append(b"data: [DONE]\n\n")
+        fail_after = 2 if behaviour == "break" else None
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            stream=EngineStream(self, lines, fail_after),
+        )
+
+
+@dataclasses.dataclass
+class World:
+    user: object
+    organization: Organization
+    project: Project
+    other_project: Project  # in a team the user is not a member of
+    second_project: Project  # the user's, not the default
+    raw_key: str
+    key_prefix: str
+
+    def headers(self, project: str | None = "team-a/main", key: str | None = None) -> dict:
+        headers = {"Authorization": f"Bearer {key or self.raw_key}"}
+        if project is not None:
+            headers["OpenAI-Project"] = project
+        return headers
+
+
+def make_world() -> World:
+    """Org on the Free plan (with credits), team-a/main (default) and team-a/second for the
+    user, team-b/secret for someone else; text, vision, undeployed and two-deployment models."""
+    suffix = uuid.uuid4().hex[:6]
+    org = organization_create(name="Acme", slug=f"acme-{suffix}")
+    user = get_user_model().objects.create_user(f"alice-{suffix}", password="pw-123456789")
+    membership_set(organization=org, user=user, role="admin")
+    team = Team.objects.create(organization=org, name="team-a")
+    team_add_member(team=team, user=user)
+    project = Project.objects.create(team=team, name="main")
+    second = Project.objects.create(team=team, name="second")
+    default_project_set(user=user, project=project)
+    other_team = Team.objects.create(organization=org, name="team-b")
+    other = Project.objects.create(team=other_team, name="secret")
+    key, raw = api_key_create(user=user, name="tests")
+
+    def model(model_id: str, **fields) -> CatalogModel:
+        defaults = {
+            "display_name": model_id.split("/")[1],
+            "context_window": TEXT_CONTEXT,
+            "total_params_b": "1",
+            "description": "A model for tests.",
+            "input_price_micros": 1_000_000,
+            "output_price_micros": 2_000_000,
+        }
+        return CatalogModel.objects.create(model_id=model_id, **{**defaults, **fields})
+
+    text = model(TEXT_MODEL)
+    vision = model(VISION_MODEL, modality="text+vision")
+    model(UNDEPLOYED_MODEL)
+    two = model(TWO_DEPLOYMENTS_MODEL)
+    Deployment.objects.create(
+        model=text, name="text-a", base_url="http://engine-a.test/v1", upstream_model="up-text"
+    )
+    Deployment.objects.create(model=vision, name="vision-a", base_url="http://engine-v.test/v1")
+    # Weight makes the first deployment the certain first choice; failover must find the second.
+    Deployment.objects.create(
+        model=two, name="two-first", base_url="http://engine-1.test/v1", weight=1_000_000
+    )
+    Deployment.objects.create(model=two, name="two-second", base_url="http://engine-2.test/v1")
+    return World(
+        user=user,
+        organization=org,
+        project=project,
+        other_project=other,
+        second_project=second,
+        raw_key=raw,
+        key_prefix=key.prefix,
+    )
+
+
+def ledger_state(world: World) -> dict:
+    org = Organization.objects.get(pk=world.organization.pk)
+    return {
+        "usage_rows": UsageRecord.objects.count(),
+        "reservations": Reservation.objects.count(),
+        "balance": org.balance_micros,
+        "reserved": org.reserved_micros,
+    }
+
+
+async def slots_in_use(world: World) -> tuple[int, int]:
+    limiter = concurrency.get_limiter()
+    return (
+        await limiter.in_flight(user_id=world.user.pk),
+        await limiter.in_flight(project_id=world.project.pk),
+    )
+
+
+@pytest.fixture
+def fake_engine(settings):
+    """The engine seam replaced by a fake; in-process concurrency counters; fresh caches."""
+    settings.REDIS_URL = ""
+    settings.BLOCKED_COUNTRIES = []
+    reset_gateway_state()
+    engine = FakeEngine()
+    engine_client.install_transport(engine.transport())
+    yield engine
+    reset_gateway_state()
+
+
+@pytest.fixture
+def world(transactional_db, fake_engine) -> World:
+    return make_world()
+
+
+@dataclasses.dataclass
+class AsgiResult:
+    status: int
+    headers: dict[str, str]
+    body_parts: list[bytes]
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.body_parts)
+
+
+async def asgi_request(
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str],
+    body: bytes = b"",
+    disconnect_after_parts: int | None = None,
+    timeout: float = 10.0,
+) -> AsgiResult:
+    """Drive Django's ASGI handler directly, as daphne does: raw headers (so Content-Length can
+    lie) and, optionally, a client that hangs up after reading some body parts."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    inbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "http.request", "body": body, "more_body": False})
+    result = AsgiResult(status=0, headers={}, body_parts=[])
+
+    async def receive():
+        return await inbox.get()
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            result.status = message["status"]
+            result.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body" and message.get("body"):
+            result.body_parts.append(message["body"])
+            if disconnect_after_parts is not None and len(result.body_parts) == (
+                disconnect_after_parts
+            ):
+                await inbox.put({"type": "http.disconnect"})
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await asyncio.wait_for(ASGIHandler()(scope, receive, send), timeout)
+    return result
