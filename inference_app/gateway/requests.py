@@ -110,11 +110,26 @@ def parse_chat_request(body: dict) -> ChatRequest:
         raise _validation_error(exc) from None
 
 
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _is_union_branch(part: object) -> bool:
+    """Union branches appear in pydantic's error location ('str', 'list[...]', 'TextPart');
+    dropped so that `param` reads like the JSON path the caller wrote."""
+    if not isinstance(part, str):
+        return False
+    return part in _TYPE_NAMES or "[" in part or "-" in part or part[:1].isupper()
+
+
 def _validation_error(exc: ValidationError) -> errors.GatewayError:
-    first = exc.errors(include_url=False)[0]
-    # Discriminated unions add the tag to the location (messages.0.content.0.text); drop
-    # class names so `param` reads like the JSON path the caller wrote.
-    loc = [str(part) for part in first["loc"] if not str(part)[:1].isupper()]
+    # With unions (content: str | list of parts) pydantic reports one error per branch; the
+    # deepest one says most about what the caller got wrong.
+    first = max(exc.errors(include_url=False), key=lambda error: len(error["loc"]))
+    loc: list[str] = []
+    for part in first["loc"]:
+        # Tagged unions repeat the tag ('image_url') before the field of the same name.
+        if not _is_union_branch(part) and (not loc or loc[-1] != str(part)):
+            loc.append(str(part))
     param = ".".join(loc) or None
     kind = first["type"]
     if kind == "missing":

@@ -91,6 +91,8 @@ class FakeEngine:
         behaviour = self.behaviour.get(host, "ok")
         if behaviour == "refuse":
             raise httpx.ConnectError("Connection refused", request=request)
+        if request.method == "GET" and request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": []})
         payload = json.loads(request.content)
         self.requests.append((host, payload))
         if behaviour == "http500":
