@@ -120,3 +120,29 @@ def organizations_with_due_grants(*, now: datetime | None = None) -> list[int]:
         .values_list("organization_id", flat=True)
         .distinct()
     )
+
+
+def balance_adjust(*, organization: Organization, amount_micros: int, note: str) -> LedgerEntry:
+    """An operator's correction of the balance, as an adjustment entry (never an edit).
+
+    A negative adjustment uses credits like a charge does (soonest-expiring first), so unused
+    credits never exceed the balance; a positive one only adds to the balance.
+    """
+    if not amount_micros:
+        raise ValueError("an adjustment must move the balance")
+    if not note:
+        raise ValueError("an adjustment needs a note saying why")
+    with transaction.atomic():
+        org = organization_lock(organization_id=organization.pk)
+        if amount_micros < 0:
+            credits_consume_locked(
+                organization=org, amount_micros=-amount_micros, now=timezone.now()
+            )
+        entry = ledger_append(
+            organization=org,
+            kind=LedgerEntry.Kind.ADJUSTMENT,
+            amount_micros=amount_micros,
+            note=note,
+        )
+    organization.balance_micros = org.balance_micros
+    return entry

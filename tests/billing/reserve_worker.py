@@ -6,6 +6,8 @@ process its own Django), so the organization row lock is exercised for real:
     python -m tests.billing.reserve_worker setup             -> prints {"organization_id", "balance"}
     python -m tests.billing.reserve_worker run ORG_ID AMOUNT ATTEMPTS THREADS TAG
                                                              -> prints {"ok": n, "refused": n, "min_balance": n}
+    python -m tests.billing.reserve_worker adjust ORG_SLUG BALANCE
+                                 -> brings the balance to BALANCE with a ledger adjustment
 """
 
 import json
@@ -85,10 +87,23 @@ def run(organization_id: int, amount: int, attempts: int, threads: int, tag: str
     return {**counts, "min_balance": lowest[0]}
 
 
+def adjust(slug: str, balance: int) -> dict:
+    from billing.credits import balance_adjust
+    from billing.models import Organization
+
+    org = Organization.objects.get(slug=slug)
+    balance_adjust(
+        organization=org, amount_micros=balance - org.balance_micros, note="test: set balance"
+    )
+    return {"organization_id": org.pk, "balance": org.balance_micros}
+
+
 if __name__ == "__main__":
     setup_django()
     if sys.argv[1] == "setup":
         print(json.dumps(setup()))
+    elif sys.argv[1] == "adjust":
+        print(json.dumps(adjust(sys.argv[2], int(sys.argv[3]))))
     else:
         org_id, amount, attempts, threads = (int(a) for a in sys.argv[2:6])
         print(json.dumps(run(org_id, amount, attempts, threads, sys.argv[6])))

@@ -179,3 +179,13 @@ def test_ledger_is_append_only_per_request(free_org):
 def test_a_grant_must_be_positive(free_org):
     with pytest.raises(ValueError):
         grant_credits(organization=free_org, amount_micros=0)
+
+
+def test_a_negative_adjustment_uses_credits_and_stays_in_the_ledger(free_org):
+    from billing.credits import balance_adjust
+
+    balance_adjust(organization=free_org, amount_micros=-4_000_000, note="correction")
+    org = assert_ledger_matches(free_org)
+    assert org.balance_micros == 1_000_000 == credits_remaining_micros(organization_id=org.pk)
+    with pytest.raises(ValueError):
+        balance_adjust(organization=free_org, amount_micros=5, note="")

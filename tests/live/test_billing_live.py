@@ -1,0 +1,133 @@
+"""Lesson 1 over HTTP: an organization with credits for exactly K requests receives 10 x K
+parallel requests through two daphne processes sharing PostgreSQL and Redis. At most K succeed,
+the rest get the quota 429, the balance never goes below zero, the ledger sums to the balance."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from inference_app.gateway.tokens import estimate_prompt_tokens
+from tests.support.clients import api_headers
+from tests.support.processes import PYTHON, run_checked
+from tests.support.stack import Stack
+from tests.support.world import FAST_MODEL
+
+pytestmark = pytest.mark.scaled
+
+K = 5
+MESSAGES = [{"role": "user", "content": "Hi"}]
+MAX_TOKENS = 16
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@pytest.fixture
+def race_stack(tmp_path, fake_engine, fresh_postgres_database, redis_url, redis_key_prefix):
+    stack = Stack(
+        database_url=fresh_postgres_database,
+        var_dir=tmp_path,
+        redis_url=redis_url,
+        redis_key_prefix=redis_key_prefix,
+    )
+    try:
+        stack.migrate()
+        stack.seed(
+            {
+                "organizations": [{"slug": "race", "plan": "free"}],
+                "users": [
+                    {
+                        "username": "racer",
+                        "organization": "race",
+                        "role": "admin",
+                        "concurrency_limit": 1000,
+                    }
+                ],
+                "teams": [{"name": "race", "organization": "race", "members": ["racer"]}],
+                "projects": [
+                    {
+                        "team": "race",
+                        "name": "burst",
+                        "concurrency_limit": 1000,
+                        "default_for": ["racer"],
+                    }
+                ],
+                "deployments": [
+                    {"name": "fake-fast", "model": FAST_MODEL, "base_url": fake_engine.base_url}
+                ],
+                "api_keys": [{"label": "racer", "user": "racer"}],
+            }
+        )
+        stack.start_servers(2)
+        yield stack
+    finally:
+        stack.stop()
+
+
+async def burst(urls: list[str], key: str, count: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        body = {"model": FAST_MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}
+        return await asyncio.gather(
+            *(
+                client.post(
+                    f"{urls[i % len(urls)]}/v1/chat/completions",
+                    headers=api_headers(key),
+                    json=body,
+                )
+                for i in range(count)
+            )
+        )
+
+
+def test_ten_times_k_parallel_requests_through_two_servers(race_stack):
+    stack = race_stack
+    price = stack.query(
+        "SELECT input_price_micros, output_price_micros FROM inference_app_catalogmodel WHERE model_id = %s",
+        (FAST_MODEL,),
+    )[0]
+    # The gateway's worst case for this request: estimated prompt + max_tokens, at the prices.
+    worst_case = ceil_div(
+        estimate_prompt_tokens(MESSAGES) * price["input_price_micros"]
+        + MAX_TOKENS * price["output_price_micros"],
+        1_000_000,
+    )
+    run_checked(
+        [PYTHON, "-m", "tests.billing.reserve_worker", "adjust", "race", str(K * worst_case)],
+        env=stack.env,
+    )
+    org_id = stack.query("SELECT id FROM billing_organization WHERE slug = 'race'")[0]["id"]
+
+    responses = asyncio.run(burst(stack.urls, stack.api_keys["racer"], 10 * K))
+
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(ok) + len(refused) == 10 * K, [
+        r.text for r in responses if r.status_code not in (200, 429)
+    ]
+    assert all(r.json()["error"]["code"] == "insufficient_quota" for r in refused)
+    assert all(r.headers.get("x-should-retry") == "false" for r in refused)
+    rows = stack.usage_rows_since([], expect=len(ok))
+    assert len(rows) == len(ok)
+    charged = {row["cost_micros"] for row in rows}
+    # With these costs, K requests' worth of credits can never pay for a (K+1)th request.
+    assert all(K * (worst_case - cost) < worst_case for cost in charged), (worst_case, charged)
+    assert 1 <= len(ok) <= K
+
+    org = stack.query(
+        "SELECT balance_micros, reserved_micros FROM billing_organization WHERE id = %s", (org_id,)
+    )[0]
+    ledger = stack.query(
+        "SELECT SUM(amount_micros) AS total, MIN(balance_after_micros) AS lowest,"
+        " COUNT(*) FILTER (WHERE kind = 'charge') AS charges"
+        " FROM billing_ledgerentry WHERE organization_id = %s",
+        (org_id,),
+    )[0]
+    assert org["reserved_micros"] == 0
+    assert org["balance_micros"] >= 0 and ledger["lowest"] >= 0
+    assert ledger["total"] == org["balance_micros"]
+    assert ledger["charges"] == len(ok)
+    assert org["balance_micros"] == K * worst_case - sum(row["cost_micros"] for row in rows)
+    json.dumps([r.json() for r in ok])  # every success is a complete JSON completion
