@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from django.conf import settings
@@ -17,6 +19,8 @@ from inference_app.gateway.errors import GatewayError
 from inference_app.gateway.model_list import get_model, list_models
 from inference_app.gateway.pipeline import ChatCall, new_request_id, start_chat_completion
 from inference_app.gateway.requests import parse_json_body
+
+log = logging.getLogger(__name__)
 
 _JSON = "application/json"
 
@@ -70,49 +74,56 @@ def _read_body(request: HttpRequest) -> bytes:
     return body
 
 
-@csrf_exempt
+def api_view(method: str):
+    """An /v1 endpoint: CSRF-exempt (keys, not cookies), one method, and every failure answered
+    in OpenAI's error shape, including the ones nobody planned for."""
+
+    def decorate(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method != method:
+                return error_response(errors.method_not_allowed(request.method, request.path))
+            try:
+                return await view(request, *args, **kwargs)
+            except GatewayError as exc:
+                return error_response(exc, getattr(request, "gateway_request_id", None))
+            except Exception:
+                log.exception("unexpected error in %s", request.path)
+                return error_response(
+                    errors.server_error(), getattr(request, "gateway_request_id", None)
+                )
+
+        return wrapper
+
+    return decorate
+
+
+@api_view("GET")
 async def models(request: HttpRequest) -> HttpResponse:
-    if request.method != "GET":
-        return error_response(errors.method_not_allowed(request.method, request.path))
-    try:
-        await _authenticate(request)
-    except GatewayError as exc:
-        return error_response(exc)
+    await _authenticate(request)
     return _json_response({"object": "list", "data": await list_models()})
 
 
-@csrf_exempt
+@api_view("GET")
 async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
-    if request.method != "GET":
-        return error_response(errors.method_not_allowed(request.method, request.path))
-    try:
-        await _authenticate(request)
-    except GatewayError as exc:
-        return error_response(exc)
+    await _authenticate(request)
     model = await get_model(model_id)
     if model is None:
-        return error_response(errors.model_not_found(model_id))
+        raise errors.model_not_found(model_id)
     return _json_response(model)
 
 
-@csrf_exempt
+@api_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(errors.method_not_allowed(request.method, request.path))
-    request_id = new_request_id()
-    try:
-        caller = await _authenticate(request)
-        body = parse_json_body(_read_body(request))
-        call = await start_chat_completion(caller, body, request_id=request_id)
-    except GatewayError as exc:
-        return error_response(exc, request_id)
-    if not call.stream:
-        try:
-            completion = await call.result()
-        except GatewayError as exc:
-            return error_response(exc, request_id)
-        return _json_response(completion, headers={"x-request-id": request_id})
-    return await _stream_response(call)
+    request.gateway_request_id = request_id = new_request_id()
+    caller = await _authenticate(request)
+    body = parse_json_body(_read_body(request))
+    call = await start_chat_completion(caller, body, request_id=request_id)
+    if call.stream:
+        return await _stream_response(call)
+    completion = await call.result()
+    return _json_response(completion, headers={"x-request-id": request_id})
 
 
 async def _stream_response(call: ChatCall) -> StreamingHttpResponse:

@@ -227,13 +227,37 @@ async def acquire_slots(
 ) -> Lease:
     """Take a user slot and a project slot together, or raise 429 concurrency_limit_reached."""
     limiter = get_limiter()
-    granted = await limiter.acquire(
-        user_id=user_id,
-        user_limit=user_limit,
-        project_id=project_id,
-        project_limit=project_limit,
-        request_id=request_id,
+    # Shielded: a caller cancelled while Redis runs the script must not leave a slot taken.
+    attempt = asyncio.ensure_future(
+        limiter.acquire(
+            user_id=user_id,
+            user_limit=user_limit,
+            project_id=project_id,
+            project_limit=project_limit,
+            request_id=request_id,
+        )
     )
+    try:
+        granted = await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        attempt.add_done_callback(
+            lambda done: _release_if_granted(limiter, done, user_id, project_id, request_id)
+        )
+        raise
     if not granted:
         raise errors.concurrency_limit_reached()
     return Lease(limiter, user_id=user_id, project_id=project_id, request_id=request_id)
+
+
+def _release_if_granted(limiter, attempt, user_id, project_id, request_id) -> None:
+    if attempt.cancelled() or attempt.exception() is not None or not attempt.result():
+        return
+    task = asyncio.ensure_future(
+        limiter.release(user_id=user_id, project_id=project_id, request_id=request_id)
+    )
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+# Strong references to fire-and-forget clean-ups, so they are not garbage-collected mid-way.
+_background: set[asyncio.Future] = set()

@@ -128,17 +128,32 @@ class ChatCall:
             project_limit=self.caller.project_concurrency,
             request_id=self.request_id,
         )
-        try:
-            await sync_to_async(reserve_credits)(
+        # The reservation runs in a thread that a cancellation cannot stop: shield it, and if
+        # the caller goes away meanwhile, wait for it and undo it rather than leak the hold.
+        reserve = asyncio.ensure_future(
+            sync_to_async(reserve_credits)(
                 organization_id=self.caller.organization_id,
                 request_id=self.request_id,
                 amount_micros=self.worst_case_cost_micros(),
             )
-        except BaseException as exc:
+        )
+        try:
+            await asyncio.shield(reserve)
+        except QuotaExceeded:
             await asyncio.shield(self._lease.release())
-            if isinstance(exc, QuotaExceeded):
-                raise errors.insufficient_quota() from None
+            raise errors.insufficient_quota() from None
+        except BaseException:
+            await asyncio.shield(asyncio.ensure_future(self._undo_admission(reserve)))
             raise
+
+    async def _undo_admission(self, reserve: asyncio.Future) -> None:
+        try:
+            await reserve
+            await sync_to_async(release_reservation)(request_id=self.request_id)
+        except Exception:
+            pass  # the reservation failed: nothing to undo
+        finally:
+            await self._lease.release()
 
     def worst_case_cost_micros(self) -> int:
         return usage_cost_micros(
@@ -263,6 +278,11 @@ class ChatCall:
                         await self._lease.renew_if_due()
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("engine %s failed mid-stream: %r", self.deployment, exc)
+                status, http_status, error_code = "error", 500, "server_error"
+                yield errors.server_error().body()
+                return
+            except Exception:
+                log.exception("streaming %s failed", self.request_id)
                 status, http_status, error_code = "error", 500, "server_error"
                 yield errors.server_error().body()
                 return

@@ -228,3 +228,58 @@ async def test_slots_are_released_on_engine_errors(world, fake_engine, behaviour
             _ = [part async for part in response.streaming_content]
         assert await slots_in_use(world) == (0, 0)
         assert await Reservation.objects.acount() == 0
+
+
+async def test_unexpected_failure_is_500_in_our_shape_and_frees_the_slot(
+    world, fake_engine, monkeypatch
+):
+    from inference_app.gateway import pipeline
+
+    def broken(**kwargs):
+        raise RuntimeError("database fell over")
+
+    monkeypatch.setattr(pipeline, "reserve_credits", broken)
+    response = await AsyncClient().post(
+        URL,
+        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
+        content_type="application/json",
+        headers=world.headers(),
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "server_error"
+    assert response["x-request-id"].startswith("chatcmpl-")
+    assert await slots_in_use(world) == (0, 0)
+    assert fake_engine.requests == []
+
+
+async def test_cancelled_while_reserving_leaves_no_hold_and_no_slot(
+    world, fake_engine, monkeypatch
+):
+    """The reservation's thread cannot be stopped: a caller cancelled meanwhile must undo it."""
+    import threading
+
+    from inference_app.gateway import pipeline
+
+    entered, proceed = threading.Event(), threading.Event()
+    real_reserve = pipeline.reserve_credits
+
+    def slow_reserve(**kwargs):
+        entered.set()
+        proceed.wait(5)
+        real_reserve(**kwargs)
+
+    monkeypatch.setattr(pipeline, "reserve_credits", slow_reserve)
+    caller = await api_caller(world)
+    task = asyncio.create_task(
+        start_chat_completion(caller, {"model": TEXT_MODEL, "messages": HELLO})
+    )
+    while not entered.is_set():
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    proceed.set()  # the reservation completes after the caller is gone
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await slots_in_use(world) == (0, 0)
+    state = await sync_to_async(ledger_state)(world)
+    assert state["reservations"] == 0 and state["reserved"] == 0 and state["usage_rows"] == 0
