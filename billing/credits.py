@@ -146,3 +146,11 @@ def balance_adjust(*, organization: Organization, amount_micros: int, note: str)
         )
     organization.balance_micros = org.balance_micros
     return entry
+
+
+def credits_expire_all_due(*, now: datetime | None = None) -> int:
+    """Expire every organization's grants that are past their date; returns how many expired."""
+    return sum(
+        credits_expire_due(organization_id=organization_id, now=now)
+        for organization_id in organizations_with_due_grants(now=now)
+    )

@@ -7,7 +7,7 @@ from datetime import date
 
 from celery import shared_task
 
-from billing.credits import credits_expire_due, organizations_with_due_grants
+from billing.credits import credits_expire_all_due, credits_expire_due
 from billing.invoices import invoice_issue, invoices_issue_for_month, previous_month
 from billing.rollups import usage_rollup_day, usage_rollup_recent
 
@@ -40,7 +40,4 @@ def expire_organization_credits(organization_id: int) -> int:
 
 @shared_task
 def expire_due_credits() -> int:
-    return sum(
-        credits_expire_due(organization_id=organization_id)
-        for organization_id in organizations_with_due_grants()
-    )
+    return credits_expire_all_due()

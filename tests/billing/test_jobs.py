@@ -183,3 +183,22 @@ def test_rollup_recent_usage_marks_finished_days_only():
     ]
     assert not UsageRollupDay.objects.filter(day=today).exists()
     assert UsageRollup.objects.get(day=today - timedelta(days=1)).requests == 1
+
+
+def test_billing_jobs_command_runs_each_job():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    org = make_org()
+    settle_usage(make_report(org, created_at=at(DAY, 3)))
+    out = StringIO()
+    call_command("billing_jobs", "rollup", "--day", DAY.isoformat(), stdout=out)
+    call_command("billing_jobs", "invoices", "--month", "2026-10", stdout=out)
+    call_command("billing_jobs", "expire", stdout=out)
+    assert out.getvalue().splitlines() == [
+        f"{DAY}: 1 rollup rows",
+        "2026-10: 0 invoice(s) issued",
+        "0 grant(s) expired",
+    ]
+    assert UsageRollup.objects.get(day=DAY).requests == 1
