@@ -1,0 +1,318 @@
+"""The web UI in Debian's Chromium (Playwright) against the product run for real: daphne on a
+temporary SQLite file, the embedded llama.cpp engine (tests marked `engine`), a hostile engine
+whose answers are HTML attacks. Screenshots go to test-artifacts/."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.engines import EngineProcess, start_embedded_engine
+from tests.support.processes import PYTHON, free_port, start_process, wait_until_answers
+from tests.support.stack import CLOSED_ENGINE_URL, Stack, sqlite_database_url
+
+pytestmark = pytest.mark.browser
+
+SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # deployed on the embedded engine too
+PHI = "microsoft/Phi-4-mini-instruct"  # deployed on the embedded engine too
+HOSTILE = "deepseek-ai/DeepSeek-V3-0324"  # deployed on the hostile engine
+PASSWORD = "live-test-password"
+BLUE = "rgb(37, 99, 235)"
+
+WORLD = {
+    "organizations": [{"slug": "acme", "plan": "free"}],
+    "users": [
+        {"username": "alice", "organization": "acme", "role": "admin", "concurrency_limit": 20}
+    ],
+    "teams": [{"name": "acme", "organization": "acme", "members": ["alice"]}],
+    "projects": [{"team": "acme", "name": "main", "default_for": ["alice"]}],
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_engine(tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("hostile")
+    port = free_port()
+    log_path = var_dir / "hostile.log"
+    process = start_process(
+        [
+            PYTHON,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "tests.playground.hostile_engine:app",
+        ],
+        env={},
+        log_path=log_path,
+    )
+    wait_until_answers(
+        f"http://127.0.0.1:{port}/health", process=process, log_path=log_path, ok_only=True
+    )
+    engine = EngineProcess(process=process, port=port, log_path=log_path)
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, hostile_engine):
+    var_dir = tmp_path_factory.mktemp("ui-stack")
+    live = Stack(
+        database_url=sqlite_database_url(var_dir),
+        var_dir=var_dir,
+        embedded_engine_url=CLOSED_ENGINE_URL,
+    )
+    live.migrate()
+    live.seed(
+        {
+            **WORLD,
+            "deployments": [
+                {"name": "hostile", "model": HOSTILE, "base_url": hostile_engine.base_url}
+            ],
+        }
+    )
+    live.start_servers(1)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def embedded_engine(tmp_path_factory, stack):
+    """The real SmolLM2 engine, serving SmolLM2 and, under two catalog names, the same model."""
+    engine = start_embedded_engine(var_dir=tmp_path_factory.mktemp("engine"))
+    stack.seed(
+        {
+            "deployments": [
+                {
+                    "name": "smol",
+                    "model": SMOL,
+                    "base_url": engine.base_url,
+                    "upstream_model": SMOL,
+                },
+                {
+                    "name": "smol-as-llama",
+                    "model": LLAMA_8B,
+                    "base_url": engine.base_url,
+                    "upstream_model": SMOL,
+                },
+                {
+                    "name": "smol-as-phi",
+                    "model": PHI,
+                    "base_url": engine.base_url,
+                    "upstream_model": SMOL,
+                },
+            ]
+        }
+    )
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_executable):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=stack.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+def sign_in(page, username="alice"):
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/inference/")
+
+
+def card(page, model_id):
+    return page.locator(f'.model-card[data-model-id="{model_id}"]')
+
+
+def test_sign_up_then_sign_out(page):
+    page.goto("/accounts/signup/")
+    page.fill("input[name=username]", "newcomer")
+    page.fill("input[name=password1]", "a-Long-pass-42")
+    page.fill("input[name=password2]", "a-Long-pass-42")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/inference/")
+    assert page.locator("#project-select option:checked").inner_text() == "newcomer/default"
+    assert page.locator(".topnav a", has_text="Billing").count() == 1  # admin of their own org
+    page.click("text=Sign out")
+    page.goto("/playground/")
+    assert "/accounts/login/" in page.url
+    assert page.errors == []
+
+
+def test_model_output_renders_inert(page, stack, artifacts_dir):
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page)
+    page.goto(f"/playground/?model={HOSTILE}")
+    page.fill("#prompt", "Say something nasty")
+    page.keyboard.press("Enter")
+    answer = page.locator(".msg-assistant .msg-content").last
+    page.locator(".msg-assistant [data-metric=finish]").wait_for()
+    page.wait_for_timeout(300)  # give any injected handler the chance to fire
+
+    assert dialogs == []
+    assert page.evaluate("window.__pwned") is None
+    assert answer.locator("strong").inner_text() == "bold"  # Markdown still renders
+    hostile = answer.locator(
+        "script, img, svg, iframe, [onerror], [onclick], [onload], a[href^='javascript']"
+    )
+    assert hostile.count() == 0
+    assert answer.locator(".code-block .copy-code").count() == 1  # code blocks get a copy button
+    page.screenshot(path=artifacts_dir / "playground-hostile-output.png")
+    assert page.errors == []
+
+
+def test_card_click_toggles_selection_and_the_name_opens_the_model_page(page):
+    sign_in(page)
+    hostile = card(page, HOSTILE)
+    hostile.locator(".facts").click()
+    expect(hostile.locator(".compare-btn")).to_have_text("Compare 1 model in the Playground")
+    hostile.locator(".model-id code").click()  # anywhere but the name: unselects
+    expect(hostile).not_to_have_class(re.compile(r"\bselected\b"))
+    expect(hostile.locator(".compare-btn")).to_be_hidden()
+    hostile.locator(".model-name a").click()
+    page.wait_for_url(f"**/inference/models/{HOSTILE}")
+    expect(page.locator("#ex-curl")).to_contain_text(f'"model": "{HOSTILE}"')
+    expect(page.locator("#ex-curl")).to_contain_text("OpenAI-Project: acme/main")
+    page.click("text=Try in Playground")
+    page.wait_for_url(f"**/playground/?model={HOSTILE}")
+    assert page.locator("[data-model-select]").input_value() == HOSTILE
+    # The dropdown's "Compare" entry leads back to the card selection.
+    page.select_option("[data-model-select]", "__compare__")
+    page.wait_for_url("**/inference/?compare=1")
+    expect(page.locator(".hint")).to_contain_text("Compare N models in the Playground")
+    assert page.errors == []
+
+
+def test_compare_panes_can_be_added_and_removed_and_the_url_follows(page):
+    sign_in(page)
+    page.goto(f"/playground/compare?models={HOSTILE},{HOSTILE}")
+    assert page.locator(".pane").count() == 2
+    page.click("#add-pane")
+    assert page.locator(".pane").count() == 3
+    assert page.evaluate("location.search") == f"?models={HOSTILE},{HOSTILE},{HOSTILE}"
+    page.locator(".pane").nth(0).locator('[data-action="remove"]').click()
+    assert page.locator(".pane").count() == 2
+    assert page.locator(".pane").nth(0).locator('[data-action="remove"]').is_disabled()
+    # One message to all panes: each answers through the gateway.
+    page.fill("#prompt", "hi")
+    page.keyboard.press("Control+Enter")
+    for i in range(2):
+        page.locator(".pane").nth(i).locator(".msg-assistant [data-metric=finish]").wait_for()
+    assert page.errors == []
+
+
+@pytest.mark.engine
+def test_select_three_cards_and_compare_them_streaming_from_the_engine(
+    page, stack, embedded_engine, artifacts_dir
+):
+    sign_in(page)
+    before = stack.usage_rows()
+    for model_id in (SMOL, LLAMA_8B, PHI):
+        card(page, model_id).locator(".model-desc").click()
+    for model_id in (SMOL, LLAMA_8B, PHI):
+        selected = card(page, model_id)
+        expect(selected).to_have_class(re.compile(r"\bselected\b"))
+        # The blue border (waits out the CSS transition).
+        expect(selected).to_have_css("border-top-color", BLUE)
+        expect(selected.locator(".compare-btn")).to_have_text("Compare 3 models in the Playground")
+        expect(selected.locator(".compare-btn")).to_be_visible()
+    assert card(page, HOSTILE).locator(".compare-btn").is_hidden()
+    expect(card(page, HOSTILE)).not_to_have_css("border-top-color", BLUE)
+    page.mouse.move(0, 0)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header belongs at the top of the shot
+    page.screenshot(path=artifacts_dir / "inference.png", full_page=True)
+
+    card(page, LLAMA_8B).locator(".compare-btn").click()
+    page.wait_for_url(re.compile(r"/playground/compare\?models="))
+    assert page.evaluate("location.search") == f"?models={SMOL},{LLAMA_8B},{PHI}"
+    panes = page.locator(".pane")
+    assert panes.count() == 3
+    page.fill("#prompt", "Write two sentences about the sea.")
+    page.keyboard.press("Enter")
+    # While streaming, live metrics (elapsed) tick in every pane.
+    for i in range(3):
+        page.wait_for_function(
+            "el => el.querySelector('[data-m=elapsed]').textContent !== '–'",
+            arg=panes.nth(i).element_handle(),
+        )
+    for i in range(3):
+        pane = panes.nth(i)
+        pane.locator(".msg-assistant [data-metric=finish]").wait_for(timeout=120_000)
+        assert pane.locator(".msg-assistant .msg-content").inner_text().strip()
+        assert int(pane.locator("[data-m=tokens]").inner_text()) > 0
+        assert re.fullmatch(r"\d+ ms|\d+\.\d\d s", pane.locator("[data-m=ttft]").inner_text())
+        assert re.fullmatch(r"\d+\.\d", pane.locator("[data-m=rate]").inner_text())
+        assert pane.locator("[data-m=cost]").inner_text().startswith("$")
+    page.screenshot(path=artifacts_dir / "compare-3-panes.png")
+    rows = stack.usage_rows_since(before, expect=3)
+    assert len(rows) == 3 and {r["source"] for r in rows} == {"playground"}
+    assert {r["model"] for r in rows} == {SMOL, LLAMA_8B, PHI}
+    assert page.errors == []
+
+
+@pytest.mark.engine
+def test_playground_chat_round_trip_with_the_engine(page, stack, embedded_engine, artifacts_dir):
+    sign_in(page)
+    page.goto(f"/playground/?model={SMOL}")
+    page.fill("#system-prompt", "You are a concise assistant.")
+    page.fill("#prompt", "What is the capital of France?")
+    page.keyboard.press("Enter")
+    assert page.locator("#stop").is_visible()
+    meta = page.locator(".msg-assistant .msg-meta").last
+    meta.locator("[data-metric=finish]").wait_for(timeout=120_000)
+    assert page.locator(".msg-assistant .msg-content").last.inner_text().strip()
+    for label in ("TTFT", "tok/s", "prompt", "completion", "cost", "finish"):
+        assert meta.locator(f"[data-metric='{label}']").count() == 1
+    assert int(meta.locator("[data-metric=completion] b").inner_text()) > 0
+    assert page.locator("#send").is_visible()
+
+    # A second turn carries the history; then retry regenerates the last answer.
+    page.fill("#prompt", "And of Italy?")
+    page.keyboard.press("Control+Enter")
+    page.locator(".msg-assistant").nth(1).locator("[data-metric=finish]").wait_for(timeout=120_000)
+    assert page.locator(".msg").count() == 4
+
+    page.click("#view-code")
+    code = page.locator("#code-text").inner_text()
+    assert "curl http://127.0.0.1" in code and "$YARDSTICK_API_KEY" in code
+    assert '"You are a concise assistant."' in code and "And of Italy?" in code
+    assert not re.search(r"ys-[A-Za-z0-9_-]{8}", code)  # no real key in the snippet
+    page.click("[data-code-tab=python]")
+    assert 'os.environ["YARDSTICK_API_KEY"]' in page.locator("#code-text").inner_text()
+    page.mouse.move(0, 0)
+    page.screenshot(path=artifacts_dir / "playground.png")
+
+    page.locator(".msg-assistant").nth(1).hover()
+    page.locator(".msg-assistant").nth(1).locator("[data-action=retry]").click()
+    page.locator(".msg-assistant").nth(1).locator("[data-metric=finish]").wait_for(timeout=120_000)
+    assert page.locator(".msg").count() == 4
+    page.locator(".msg-user").nth(1).hover()
+    page.locator(".msg-user").nth(1).locator("[data-action=delete]").click()
+    assert page.locator(".msg").count() == 3
+    page.click("#clear-chat")
+    assert page.locator(".msg").count() == 0
+    assert page.errors == []
