@@ -114,6 +114,19 @@ async def wait_until_no_slot_is_held(stack, timeout: float = 5.0) -> dict[str, i
     return held
 
 
+class CounterSampler:
+    """Samples the Redis counters while a burst runs; keeps the largest value seen."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.largest = 0
+
+    async def run(self) -> None:
+        while True:
+            self.largest = max([self.largest, *held_counters(self.stack).values()])
+            await asyncio.sleep(0.05)
+
+
 async def burst(clients, count: int, *, max_tokens: int, behave) -> tuple[list, list]:
     """Start `count` streaming requests at once; `behave(stream, admitted_index)` consumes each
     admitted stream. Returns (admitted results, rejections)."""
@@ -175,9 +188,14 @@ async def test_project_limit_holds_across_two_processes_and_every_slot_comes_bac
     before = stack.usage_rows()
     fake_engine_reset(fake_engine)
 
+    sampler = CounterSampler(stack)
+    sampling = asyncio.create_task(sampler.run())
     admitted, rejected = await burst(
         clients, 5 * LIMIT, max_tokens=STREAM_TOKENS, behave=finish_hang_up_or_cancel
     )
+    sampling.cancel()
+    # The slots were held in Redis (so the "all free" check below is not vacuous).
+    assert sampler.largest == LIMIT
 
     assert len(admitted) == LIMIT, (admitted, rejected)
     assert len(rejected) == 4 * LIMIT

@@ -1,4 +1,5 @@
-"""Engines a live stack talks to: the real embedded llama.cpp engine and bench's fake engine."""
+"""Engines a live stack talks to: the real embedded llama.cpp engine, bench's fake engine and
+a deliberately broken one (tests/support/broken_engine.py)."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import httpx
 
 from tests.support.processes import (
     PYTHON,
+    daphne_argv,
     free_port,
     start_process,
     stop_process,
@@ -36,14 +38,30 @@ class EngineProcess:
         stop_process(self.process)
 
 
-def start_embedded_engine(*, var_dir: Path, parallel: int = 4) -> EngineProcess:
-    """`manage.py run_engine` (SmolLM2 on llama.cpp), ready when GET /health answers 200."""
+def _start_engine(
+    name: str, argv_for_port, *, var_dir: Path, env: dict[str, str], timeout: float = 60
+) -> EngineProcess:
+    """Start `argv_for_port(port)` on a free port; ready when GET /health answers 200."""
     port = free_port()
-    log_path = var_dir / "embedded-engine.log"
+    log_path = var_dir / f"{name}-{port}.log"
+    process = start_process(argv_for_port(port), env=env, log_path=log_path)
+    wait_until_answers(
+        f"http://127.0.0.1:{port}/health",
+        process=process,
+        log_path=log_path,
+        timeout=timeout,
+        ok_only=True,
+    )
+    return EngineProcess(process=process, port=port, log_path=log_path)
+
+
+def start_embedded_engine(*, var_dir: Path, parallel: int = 4) -> EngineProcess:
+    """`manage.py run_engine`: SmolLM2 on llama.cpp, the product's own embedded engine."""
     env = {**os.environ, "YARDSTICK_VAR_DIR": str(var_dir)}
     env.pop("DATABASE_URL", None)
-    process = start_process(
-        [
+    return _start_engine(
+        "embedded-engine",
+        lambda port: [
             PYTHON,
             "manage.py",
             "run_engine",
@@ -54,40 +72,37 @@ def start_embedded_engine(*, var_dir: Path, parallel: int = 4) -> EngineProcess:
             "--context",
             "4096",
         ],
+        var_dir=var_dir,
         env=env,
-        log_path=log_path,
-    )
-    wait_until_answers(
-        f"http://127.0.0.1:{port}/health",
-        process=process,
-        log_path=log_path,
         timeout=120,
-        ok_only=True,
     )
-    return EngineProcess(process=process, port=port, log_path=log_path)
 
 
 def start_fake_engine(
     *, var_dir: Path, model_overrides: dict | None = None, **config: str | int | float
 ) -> EngineProcess:
-    """bench/fake_engine.py under daphne. `config` keys are its FAKE_ENGINE_* settings, lower-case
-    without the prefix (delay_ms, tokens, tokens_per_second, no_usage)."""
-    port = free_port()
-    log_path = var_dir / f"fake-engine-{port}.log"
+    """bench/fake_engine.py under daphne. `config` keys are its FAKE_ENGINE_* settings,
+    lower-case without the prefix (delay_ms, tokens, tokens_per_second, no_usage)."""
     env = {**os.environ}
-    for key, value in config.items():
-        env[f"FAKE_ENGINE_{key.upper()}"] = str(value)
+    env.update({f"FAKE_ENGINE_{key.upper()}": str(value) for key, value in config.items()})
     if model_overrides:
         env["FAKE_ENGINE_MODEL_OVERRIDES"] = json.dumps(model_overrides)
-    process = start_process(
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.fake_engine:app"],
+    return _start_engine(
+        "fake-engine",
+        lambda port: daphne_argv("bench.fake_engine:app", port),
+        var_dir=var_dir,
         env=env,
-        log_path=log_path,
     )
-    wait_until_answers(
-        f"http://127.0.0.1:{port}/health", process=process, log_path=log_path, ok_only=True
+
+
+def start_broken_engine(*, var_dir: Path) -> EngineProcess:
+    """tests/support/broken_engine.py: fails in the way the requested model name says."""
+    return _start_engine(
+        "broken-engine",
+        lambda port: [PYTHON, "-m", "tests.support.broken_engine", str(port)],
+        var_dir=var_dir,
+        env={**os.environ},
     )
-    return EngineProcess(process=process, port=port, log_path=log_path)
 
 
 def fake_engine_stats(engine: EngineProcess) -> dict:

@@ -17,6 +17,11 @@ REPO_DIR = Path(__file__).resolve().parent.parent.parent
 PYTHON = str(REPO_DIR / ".venv" / "bin" / "python")
 
 
+def daphne_argv(app: str, port: int) -> list[str]:
+    """daphne serving the ASGI app "module:attribute" on 127.0.0.1:port."""
+    return [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+
+
 def free_port() -> int:
     """A TCP port the OS says is free right now (the child binds it a moment later)."""
     with socket.socket() as sock:

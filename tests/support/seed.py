@@ -12,6 +12,7 @@ Spec (all lists optional):
      "users": [{"username", "organization", "role": "member", "concurrency_limit": null}],
      "teams": [{"name", "organization", "members": [usernames]}],
      "projects": [{"team", "name", "concurrency_limit": null, "default_for": [usernames]}],
+     "models": [{"model_id", "context_window": 8192, "modality": "text"}],   (operator-added)
      "deployments": [{"name", "model", "base_url", "upstream_model": ""}],
      "api_keys": [{"label", "user", "revoked": false}]}
 """
@@ -72,6 +73,19 @@ def seed(spec: dict) -> dict:
         )
         for username in entry.get("default_for", []):
             default_project_set(user=users.get(username=username), project=project)
+    for entry in spec.get("models", []):
+        CatalogModel.objects.get_or_create(
+            model_id=entry["model_id"],
+            defaults={
+                "display_name": entry["model_id"].split("/")[-1],
+                "modality": entry.get("modality", "text"),
+                "context_window": entry.get("context_window", 8192),
+                "total_params_b": 1,
+                "description": "Added by a live test.",
+                "input_price_micros": 100_000,
+                "output_price_micros": 200_000,
+            },
+        )
     for entry in spec.get("deployments", []):
         Deployment.objects.update_or_create(
             name=entry["name"],

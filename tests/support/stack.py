@@ -20,6 +20,7 @@ from subprocess import Popen
 from tests.support import database
 from tests.support.processes import (
     PYTHON,
+    daphne_argv,
     free_port,
     run_checked,
     start_process,
@@ -101,16 +102,7 @@ class Stack:
             port = free_port()
             log_path = self.var_dir / f"daphne-{port}.log"
             process = start_process(
-                [
-                    PYTHON,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "inference_app.asgi:application",
-                ],
+                daphne_argv("inference_app.asgi:application", port),
                 env=self.env,
                 log_path=log_path,
             )
