@@ -33,14 +33,6 @@ def _chunk(choices, usage=None) -> bytes:
 
 
 async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
