@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.clients import api_headers, async_openai_client, openai_client
+from tests.support.engines import start_fake_engine
 from tests.support.world import (
     DOWN_MODEL,
     FAST_MODEL,
@@ -127,3 +128,58 @@ async def test_async_client_plain_and_streaming(stack):
     rows = stack.usage_rows_since(before, expect=2)
     assert sorted(row["completion_tokens"] for row in rows) == [5, FAKE_TOKENS]
     assert len({row["request_id"] for row in rows}) == 2
+
+
+def test_max_completion_tokens_caps_the_answer(stack):
+    client = openai_client(stack.url, stack.api_keys["alice"], MAIN_PROJECT)
+    completion = client.chat.completions.create(
+        model=FAST_MODEL, messages=HELLO, max_completion_tokens=7
+    )
+    assert completion.usage.completion_tokens == 7
+
+
+NO_USAGE_MODEL = "test/no-usage"
+
+
+@pytest.fixture(scope="module")
+def no_usage_engine(tmp_path_factory, sqlite_stack):
+    """A fake engine that never reports usage, behind a model of its own."""
+    engine = start_fake_engine(var_dir=tmp_path_factory.mktemp("no-usage-engine"), no_usage=1)
+    sqlite_stack.seed(
+        {
+            "models": [{"model_id": NO_USAGE_MODEL}],
+            "deployments": [
+                {"name": "fake-no-usage", "model": NO_USAGE_MODEL, "base_url": engine.base_url}
+            ],
+        }
+    )
+    yield engine
+    engine.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_missing_engine_usage_is_counted_by_the_gateway_never_zero(stack, no_usage_engine, stream):
+    before = stack.usage_rows()
+    client = openai_client(stack.url, stack.api_keys["alice"], MAIN_PROJECT)
+    if stream:
+        chunks = list(
+            client.chat.completions.create(
+                model=NO_USAGE_MODEL,
+                messages=HELLO,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        usage = chunks[-1].usage
+        # One token per content delta at least (the fake engine sends FAKE_TOKENS of them).
+        assert usage.completion_tokens >= FAKE_TOKENS
+    else:
+        usage = client.chat.completions.create(model=NO_USAGE_MODEL, messages=HELLO).usage
+        assert usage.completion_tokens > 0
+    assert usage.prompt_tokens > 0
+    [row] = stack.usage_rows_since(before, expect=1)
+    assert row["tokens_counted_by_gateway"]
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    )

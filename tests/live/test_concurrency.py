@@ -22,7 +22,7 @@ from tests.support.world import FAKE_ENGINE_OVERRIDES, SLOW_MODEL, SLOW_UPSTREAM
 pytestmark = pytest.mark.scaled
 
 LIMIT = 3
-STREAM_TOKENS = 80  # 4 s at the fake engine's 20 tokens/s: every request arrives while they run
+STREAM_TOKENS = 100  # 5 s at the fake engine's 20 tokens/s: every request arrives while they run
 HELLO = [{"role": "user", "content": "Count slowly."}]
 
 

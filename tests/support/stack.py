@@ -122,13 +122,6 @@ class Stack:
     def url(self) -> str:
         return self.urls[0]
 
-    def server_logs(self) -> str:
-        return "\n".join(
-            (self.var_dir / f"daphne-{port}.log").read_text(errors="replace")
-            for _, port in self.servers
-            if (self.var_dir / f"daphne-{port}.log").exists()
-        )
-
     def stop(self) -> None:
         for process, _ in self.servers:
             stop_process(process)
