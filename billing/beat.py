@@ -23,4 +23,9 @@ BEAT_SCHEDULE = {
         "task": "billing.tasks.expire_due_credits",
         "schedule": crontab(minute="*/5"),
     },
+    # Holds left by a process that died mid-request (see billing.quota.STALE_RESERVATION_AGE).
+    "billing-release-stale-reservations": {
+        "task": "billing.tasks.release_stale_reservations",
+        "schedule": crontab(minute="*/10"),
+    },
 }

@@ -6,7 +6,7 @@ lock (see billing.ledger), so parallel reservations from any number of processes
 that row and each one sees the holds of those before it.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -15,7 +15,7 @@ from django.utils import timezone
 from billing.credits import credits_expire_due_locked, credits_remaining_micros
 from billing.errors import QuotaExceeded
 from billing.ledger import month_start, organization_lock
-from billing.models import Organization, Reservation
+from billing.models import Organization, Reservation, UsageRecord
 
 
 def overage_this_month_micros(*, organization: Organization, now: datetime) -> int:
@@ -55,7 +55,10 @@ def reserve_credits(*, organization_id: int, request_id: str, amount_micros: int
         org = organization_lock(organization_id=organization_id)
         # Grants past their date stop counting now, not when the periodic task gets to them.
         credits_expire_due_locked(organization=org, now=now)
+        # A request already held, or already settled (a replay), holds nothing more.
         if Reservation.objects.filter(request_id=request_id).exists():
+            return
+        if UsageRecord.objects.filter(request_id=request_id).exists():
             return
         refused = amount_micros > spendable_micros(organization=org, now=now)
         if not refused:
@@ -94,3 +97,19 @@ def _release_locked(request_id: str) -> int:
     )
     reservation.delete()
     return reservation.amount_micros
+
+
+# Longer than any request may run (the engine read timeout is minutes): a hold this old belongs
+# to a process that died before settling, and would otherwise block the credits for good.
+STALE_RESERVATION_AGE = timedelta(hours=1)
+
+
+def reservations_release_stale(*, now: datetime | None = None) -> int:
+    """Release holds older than STALE_RESERVATION_AGE; returns how many. Safe to run any time."""
+    cutoff = (now or timezone.now()) - STALE_RESERVATION_AGE
+    stale = list(
+        Reservation.objects.filter(created_at__lt=cutoff).values_list("request_id", flat=True)
+    )
+    for request_id in stale:
+        release_reservation(request_id=request_id)
+    return len(stale)

@@ -9,6 +9,7 @@ from celery import shared_task
 
 from billing.credits import credits_expire_all_due, credits_expire_due
 from billing.invoices import invoice_issue, invoices_issue_for_month, previous_month
+from billing.quota import reservations_release_stale
 from billing.rollups import usage_rollup_day, usage_rollup_recent
 
 
@@ -41,3 +42,8 @@ def expire_organization_credits(organization_id: int) -> int:
 @shared_task
 def expire_due_credits() -> int:
     return credits_expire_all_due()
+
+
+@shared_task
+def release_stale_reservations() -> int:
+    return reservations_release_stale()
