@@ -9,7 +9,6 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from billing.credits import credits_remaining_micros
@@ -114,41 +113,36 @@ def usage_by_day(
                 (g["requests_sum"], g["prompt_sum"], g["completion_sum"], g["cost_sum"]),
             )
 
-    # Days not rolled up yet (today, or any day the worker has not reached): raw rows, per range
-    # of consecutive such days so the index on (organization, created_at) does the work.
+    # Days not rolled up yet (today, or a day the worker has not reached): raw rows, one day per
+    # query so the index on (organization, created_at) does the work and no per-row date
+    # function runs (SQLite evaluates those in Python).
     day = start
     while day <= end:
-        if day in rolled:
-            day += timedelta(days=1)
-            continue
-        run_start = day
-        while day <= end and day not in rolled:
-            day += timedelta(days=1)
-        range_start, _ = day_bounds(run_start)
-        range_end, _ = day_bounds(day)
-        raw = (
-            UsageRecord.objects.filter(
-                filters,
-                organization_id=organization_id,
-                created_at__gte=range_start,
-                created_at__lt=range_end,
+        if day not in rolled:
+            day_start, day_end = day_bounds(day)
+            raw = (
+                UsageRecord.objects.filter(
+                    filters,
+                    organization_id=organization_id,
+                    created_at__gte=day_start,
+                    created_at__lt=day_end,
+                )
+                .values(*key_fields)
+                .annotate(
+                    requests_sum=Count("id"),
+                    prompt_sum=Sum("prompt_tokens"),
+                    completion_sum=Sum("completion_tokens"),
+                    cost_sum=Sum("cost_micros"),
+                )
+                .order_by()
             )
-            .annotate(day=TruncDate("created_at", tzinfo=UTC))
-            .values("day", *key_fields)
-            .annotate(
-                requests_sum=Count("id"),
-                prompt_sum=Sum("prompt_tokens"),
-                completion_sum=Sum("completion_tokens"),
-                cost_sum=Sum("cost_micros"),
-            )
-            .order_by()
-        )
-        for g in raw:
-            add(
-                g["day"],
-                g,
-                (g["requests_sum"], g["prompt_sum"], g["completion_sum"], g["cost_sum"]),
-            )
+            for g in raw:
+                add(
+                    day,
+                    g,
+                    (g["requests_sum"], g["prompt_sum"], g["completion_sum"], g["cost_sum"]),
+                )
+        day += timedelta(days=1)
 
     return [
         UsageRow(
