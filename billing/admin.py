@@ -26,7 +26,7 @@ from billing.models import (
     UsageRecord,
     UsageRollup,
 )
-from billing.organizations import organization_change_plan
+from billing.organizations import organization_change_plan, organization_create
 from billing.tasks import rollup_usage_day
 
 
@@ -46,6 +46,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -131,9 +134,31 @@ class OrganizationAdmin(admin.ModelAdmin):
     inlines = [MembershipInline, CreditGrantInline, PlanChangeInline]
     actions = ["grant_credits_action", "change_plan_action"]
 
+    def get_fields(self, request, obj=None):
+        # A new organization needs a plan; afterwards the plan changes only through the action,
+        # and the money fields move only through the ledger.
+        if obj is None:
+            return ("name", "slug", "plan")
+        return ("name", "slug", *self.readonly_fields)
+
     def get_readonly_fields(self, request, obj=None):
-        # A new organization needs a plan; afterwards the plan changes only through the action.
-        return self.readonly_fields if obj else ("balance_micros", "reserved_micros")
+        return self.readonly_fields if obj else ()
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            # Never obj.save(): it would write back a balance read before this form was posted,
+            # erasing every charge since. Only the plain fields the form changed are saved.
+            fields = [name for name in form.changed_data if name in ("name", "slug")]
+            if fields:
+                obj.save(update_fields=fields)
+            return
+        # A new organization starts like any other: plan change recorded, plan credits granted.
+        created = organization_create(name=obj.name, slug=obj.slug, plan_code=obj.plan.code)
+        obj.pk = created.pk
+        obj._state.adding = False
 
     @admin.display(description="Balance (USD)", ordering="balance_micros")
     def balance(self, obj):

@@ -73,3 +73,56 @@ def test_adding_a_grant_in_the_admin_writes_the_ledger(staff_client):
     org.refresh_from_db()
     assert org.balance_micros == 8_000_000 == ledger_sum_micros(organization_id=org.pk)
     assert LedgerEntry.objects.filter(organization=org, kind="grant").count() == 2
+
+
+def test_editing_an_organization_never_writes_its_balance(staff_client):
+    # Writing the whole row would put back the balance read when the POST started, erasing
+    # any charge settled meanwhile; the UPDATE must name only the fields the form changed.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.models import Organization, Plan
+    from billing.usage import settle_usage
+    from tests.billing.conftest import make_report
+
+    org = make_org()
+    form = staff_client.get(f"/admin/billing/organization/{org.pk}/change/")
+    assert form.status_code == 200
+    # A charge lands while the operator has the form open.
+    settle_usage(
+        make_report(org, prompt_tokens=1_000_000, completion_tokens=0, input_price_micros=1_000_000)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        response = staff_client.post(
+            f"/admin/billing/organization/{org.pk}/change/",
+            {
+                "name": "Renamed",
+                "slug": org.slug,
+                "memberships-TOTAL_FORMS": "0",
+                "memberships-INITIAL_FORMS": "0",
+                "credit_grants-TOTAL_FORMS": "1",
+                "credit_grants-INITIAL_FORMS": "1",
+                "plan_changes-TOTAL_FORMS": "1",
+                "plan_changes-INITIAL_FORMS": "1",
+            },
+        )
+    assert response.status_code == 302, response.content[:2000]
+    updates = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('UPDATE "billing_organization"')
+    ]
+    assert updates and all(
+        "balance_micros" not in sql and "reserved_micros" not in sql for sql in updates
+    )
+    org.refresh_from_db()
+    assert org.name == "Renamed"
+    assert org.balance_micros == 4_000_000 == ledger_sum_micros(organization_id=org.pk)
+    # Adding one in the admin grants its plan credits like organization_create does.
+    added = staff_client.post(
+        "/admin/billing/organization/add/",
+        {"name": "New Co", "slug": "new-co", "plan": Plan.objects.get(code="pro").pk},
+    )
+    assert added.status_code == 302
+    new = Organization.objects.get(slug="new-co")
+    assert new.balance_micros == 20_000_000 == ledger_sum_micros(organization_id=new.pk)
