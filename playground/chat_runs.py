@@ -34,16 +34,22 @@ def _error_event(message: str, code: str | None, status: int | None = None) -> d
     return {"type": "error", "message": message, "code": code, "status": status}
 
 
+_SERVER_ERROR = _error_event(
+    "The server had an error while processing your request", "server_error", 500
+)
+
+
 async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) -> None:
     """Run `body` for `user` and report through `emit`: start, delta…, metrics…, done | error.
 
     Cancelling the task is how a pane is stopped: the gateway cancels the engine request and
     settles usage for what was produced, and the pane still gets a final "done" (finish_reason
-    "stopped") with the tokens it got.
+    "stopped") with the tokens it got. Whatever else goes wrong ends as an "error" event: a
+    pane never stays spinning.
     """
-    input_price, output_price = await _prices(body["model"])
-    metrics = RunMetrics(input_price_micros=input_price, output_price_micros=output_price)
+    metrics = RunMetrics(input_price_micros=0, output_price_micros=0)
     try:
+        metrics.input_price_micros, metrics.output_price_micros = await _prices(body["model"])
         caller = await resolve_session_caller(user, project_path, source=SOURCE)
         call = await start_chat_completion(caller, body)
     except GatewayError as exc:
@@ -53,25 +59,12 @@ async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) ->
         # Stopped before the engine answered (the gateway undoes its admission itself).
         await _emit_quietly(emit, _done_event(metrics, "stopped"))
         raise
-    await emit({"type": "start", "request_id": call.request_id})
-    finish_reason = None
-    last_metrics_at = time.monotonic()
+    except Exception:
+        logger.exception("playground run could not start")
+        await emit(_SERVER_ERROR)
+        return
     try:
-        async for chunk in call.chunks():
-            if "error" in chunk:
-                error = chunk["error"] or {}
-                await emit(_error_event(error.get("message", "Error"), error.get("code")))
-                return
-            for choice in chunk.get("choices") or []:
-                content = (choice.get("delta") or {}).get("content")
-                if content:
-                    metrics.on_delta()
-                    await emit({"type": "delta", "content": content})
-                finish_reason = choice.get("finish_reason") or finish_reason
-            metrics.on_usage(chunk.get("usage"))
-            if time.monotonic() - last_metrics_at >= METRICS_INTERVAL_S:
-                last_metrics_at = time.monotonic()
-                await emit({"type": "metrics", **metrics.snapshot()})
+        await _stream(call, metrics, emit)
     except asyncio.CancelledError:
         await asyncio.shield(call.aclose())
         metrics.on_usage(call.usage)
@@ -79,14 +72,31 @@ async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) ->
         raise
     except Exception:
         logger.exception("playground run failed")
-        await emit(
-            _error_event(
-                "The server had an error while processing your request", "server_error", 500
-            )
-        )
-        return
+        await emit(_SERVER_ERROR)
     finally:
         await asyncio.shield(call.aclose())
+
+
+async def _stream(call, metrics: RunMetrics, emit: Emit) -> None:
+    await emit({"type": "start", "request_id": call.request_id})
+    finish_reason = None
+    last_metrics_at = time.monotonic()
+    async for chunk in call.chunks():
+        if "error" in chunk:
+            error = chunk["error"] or {}
+            await emit(_error_event(error.get("message", "Error"), error.get("code")))
+            return
+        for choice in chunk.get("choices") or []:
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                metrics.on_delta()
+                await emit({"type": "delta", "content": content})
+            finish_reason = choice.get("finish_reason") or finish_reason
+        metrics.on_usage(chunk.get("usage"))
+        if time.monotonic() - last_metrics_at >= METRICS_INTERVAL_S:
+            last_metrics_at = time.monotonic()
+            await emit({"type": "metrics", **metrics.snapshot()})
+    await asyncio.shield(call.aclose())
     metrics.on_usage(call.usage)
     await emit(_done_event(metrics, finish_reason or call.finish_reason))
 

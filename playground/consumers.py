@@ -14,6 +14,7 @@ import json
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from playground.chat_requests import PlaygroundRequestError, chat_body_build
 from playground.chat_runs import pane_run
@@ -47,15 +48,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         kind = message.get("type")
         if kind == "run":
-            await self._start(message)
+            await self._start(message, size=len(text_data))
         elif kind == "stop":
             await self._stop([str(message.get("pane"))])
         elif kind == "stop_all":
             await self._stop(list(self.runs))
 
-    async def _start(self, message: dict) -> None:
+    async def _start(self, message: dict, *, size: int) -> None:
         pane, run = str(message.get("pane") or ""), message.get("run")
         emit = self._emitter(pane, run)
+        if size > settings.MAX_REQUEST_BYTES:
+            # The API's 413, for the same reason (images are the usual cause).
+            await emit(
+                {
+                    "type": "error",
+                    "message": "The message is too large.",
+                    "code": "request_too_large",
+                }
+            )
+            return
         if pane not in self.runs and len(self.runs) >= MAX_PANES:
             await emit(
                 {

@@ -62,6 +62,12 @@
     return params;
   };
 
+  // A message's text, whether its content is a string or OpenAI content parts.
+  Y.contentText = (content) =>
+    Array.isArray(content) ? content.filter((p) => p.type === "text").map((p) => p.text).join("\n") : content;
+  Y.contentImages = (content) =>
+    Array.isArray(content) ? content.filter((p) => p.type === "image_url").map((p) => p.image_url.url) : [];
+
   // ---- the request ---------------------------------------------------------------------------
   // The same body playground/chat_requests.py builds on the server (View code shows it).
   Y.apiMessages = function (systemPrompt, history) {
@@ -90,7 +96,14 @@
     if (!keys.length) return "{}";
     return "{\n" + keys.map((k) => `${pad}${JSON.stringify(k)}: ${pyRepr(value[k], indent + 1)},\n`).join("") + end + "}";
   }
-  Y.codeSnippets = function (baseUrl, project, body) {
+  // Image data URLs are shortened in the snippets (they run to megabytes).
+  function shortenImages(body) {
+    return JSON.parse(JSON.stringify(body), (key, value) =>
+      key === "url" && typeof value === "string" && value.startsWith("data:") && value.length > 60
+        ? `${value.slice(0, 40)}…(${value.length} characters)` : value);
+  }
+  Y.codeSnippets = function (baseUrl, project, fullBody) {
+    const body = shortenImages(fullBody);
     const json = JSON.stringify(body, null, 2).replace(/'/g, "'\\''");
     const curl = [
       `curl ${baseUrl}/chat/completions \\`,
@@ -182,7 +195,7 @@
     }
     history() {
       // What the next request carries: finished, non-empty messages.
-      return this.messages.filter((m) => !m.streaming && !m.error && m.content !== "");
+      return this.messages.filter((m) => !m.streaming && !m.error && Y.contentText(m.content) + Y.contentImages(m.content).join("") !== "");
     }
     add(role, content) {
       const message = { role, content, streaming: false, error: null, meta: null };
@@ -245,7 +258,7 @@
       };
       if (m.role === "assistant") {
         action("Retry", "Generate this answer again", () => this.onRetry(index));
-        action("Copy", "Copy the answer's Markdown", (e) => Y.copyText(m.content).then(() => Y.flashCopied(e.target)));
+        action("Copy", "Copy the answer's Markdown", (e) => Y.copyText(Y.contentText(m.content)).then(() => Y.flashCopied(e.target)));
       }
       action("Edit", "Edit this message", () => { m.editing = true; this.render(); });
       action("Delete", "Delete this message", () => { this.messages.splice(index, 1); this.render(); });
@@ -254,8 +267,8 @@
     renderEditor(m, index, body) {
       const area = document.createElement("textarea");
       area.className = "msg-editor";
-      area.value = m.content;
-      area.rows = Math.min(12, Math.max(2, m.content.split("\n").length));
+      area.value = Y.contentText(m.content);
+      area.rows = Math.min(12, Math.max(2, area.value.split("\n").length));
       body.appendChild(area);
       const bar = document.createElement("div");
       bar.className = "msg-actions";
@@ -267,7 +280,14 @@
         b.addEventListener("click", fn);
         bar.appendChild(b);
       };
-      const save = () => { m.content = area.value; m.editing = false; m.error = null; };
+      const save = () => {
+        const images = Y.contentImages(m.content);
+        m.content = images.length
+          ? [{ type: "text", text: area.value }, ...images.map((url) => ({ type: "image_url", image_url: { url } }))]
+          : area.value;
+        m.editing = false;
+        m.error = null;
+      };
       if (m.role === "user") {
         button("Save & submit", "btn btn-primary btn-small", () => {
           save();
@@ -282,8 +302,18 @@
       setTimeout(() => area.focus(), 0);
     }
     paint(m) {
-      if (m.role === "assistant") Y.renderMarkdown(m.contentEl, m.content);
-      else m.contentEl.textContent = m.content;
+      if (m.role === "assistant") {
+        Y.renderMarkdown(m.contentEl, m.content);
+      } else {
+        m.contentEl.textContent = Y.contentText(m.content);
+        const images = Y.contentImages(m.content);
+        if (images.length) {
+          const strip = document.createElement("div");
+          strip.className = "thumbs";
+          images.forEach((url) => strip.appendChild(Y.imageThumb(url)));
+          m.contentEl.appendChild(strip);
+        }
+      }
       if (m.streaming) {
         const caret = document.createElement("span");
         caret.className = "caret";

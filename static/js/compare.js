@@ -15,6 +15,7 @@
   const addButton = document.getElementById("add-pane");
   const panes = [];
   let paneSeq = 0;
+  let attachments = null;
   let ticker = null;
 
   const socket = new Y.ChatSocket({
@@ -39,6 +40,7 @@
     addButton.disabled = panes.length >= MAX;
     stopAll.disabled = !panes.some((p) => p.run.running);
     document.getElementById("pane-count").textContent = `${panes.length} panes`;
+    if (attachments) attachments.refresh();
     panesEl.style.setProperty("--panes", panes.length);
     const anyRunning = panes.some((p) => p.run.running);
     if (anyRunning && !ticker) ticker = setInterval(tick, 100);
@@ -92,7 +94,11 @@
         refreshChrome();
       },
     });
-    pane.select.addEventListener("change", () => { Y.capMaxTokens(pane.params, pane.select.value); syncUrl(); });
+    pane.select.addEventListener("change", () => {
+      Y.capMaxTokens(pane.params, pane.select.value);
+      syncUrl();
+      refreshChrome();
+    });
     el.querySelector('[data-action="settings"]').addEventListener("click", (e) => {
       const box = el.querySelector("[data-pane-settings]");
       box.hidden = !box.hidden;
@@ -133,13 +139,21 @@
     startPane(pane);
   }
 
+  // Images only when every pane's model can see them.
+  attachments = new Y.Attachments({
+    root: document.getElementById("composer"),
+    prompt,
+    canAttach: () => panes.length > 0 && panes.every((p) => (Y.modelInfo(p.select.value) || {}).vision),
+  });
+
   function send() {
     const text = prompt.value.trim();
     if (!text) return;
     prompt.value = "";
+    const content = attachments.take(text);
     for (const pane of panes) {
       if (pane.run.running) continue; // a pane still answering keeps its turn
-      pane.conversation.add("user", text);
+      pane.conversation.add("user", content);
       startPane(pane);
     }
   }

@@ -58,10 +58,16 @@
     updateCode();
   }
 
+  const attachments = new Y.Attachments({
+    root: $("#composer"),
+    prompt,
+    canAttach: () => Boolean((Y.modelInfo(select.value) || {}).vision),
+  });
+
   function send() {
     const text = prompt.value.trim();
     if (!text || run.running || !select.value) return;
-    conversation.add("user", text);
+    conversation.add("user", attachments.take(text));
     prompt.value = "";
     start();
   }
@@ -88,6 +94,7 @@
     }
     currentModel = select.value;
     Y.capMaxTokens(paramsRoot, currentModel);
+    attachments.refresh();
     const url = new URL(window.location.href);
     url.searchParams.set("model", currentModel);
     history.replaceState(null, "", url);

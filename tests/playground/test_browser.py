@@ -17,6 +17,12 @@ SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # deployed on the embedded engine too
 PHI = "microsoft/Phi-4-mini-instruct"  # deployed on the embedded engine too
 HOSTILE = "deepseek-ai/DeepSeek-V3-0324"  # deployed on the hostile engine
+VISION = "meta-llama/Llama-4-Scout-17B-16E-Instruct"  # text+vision, on the hostile engine too
+# A 1x1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2212bc30000000049454e44ae426082"
+)
 PASSWORD = "live-test-password"
 BLUE = "rgb(37, 99, 235)"
 
@@ -70,7 +76,8 @@ def stack(tmp_path_factory, hostile_engine):
         {
             **WORLD,
             "deployments": [
-                {"name": "hostile", "model": HOSTILE, "base_url": hostile_engine.base_url}
+                {"name": "hostile", "model": HOSTILE, "base_url": hostile_engine.base_url},
+                {"name": "hostile-eyes", "model": VISION, "base_url": hostile_engine.base_url},
             ],
         }
     )
@@ -204,6 +211,27 @@ def test_card_click_toggles_selection_and_the_name_opens_the_model_page(page):
     page.select_option("[data-model-select]", "__compare__")
     page.wait_for_url("**/inference/?compare=1")
     expect(page.locator(".hint")).to_contain_text("Compare N models in the Playground")
+    assert page.errors == []
+
+
+def test_images_can_be_attached_only_for_vision_models(page, tmp_path):
+    sign_in(page)
+    page.goto(f"/playground/?model={VISION}")
+    image = tmp_path / "dot.png"
+    image.write_bytes(PNG)
+    page.set_input_files("[data-attach-input]", str(image))
+    expect(page.locator(".attachments .thumb")).to_have_count(1)
+    page.fill("#prompt", "What is in this picture?")
+    page.keyboard.press("Enter")
+    page.locator(".msg-assistant [data-metric=finish]").wait_for()
+    thumb = page.locator(".msg-user .thumb")
+    assert thumb.get_attribute("src").startswith("data:image/png;base64,")
+    expect(page.locator(".attachments .thumb")).to_have_count(0)
+    expect(page.locator(".msg-error")).to_have_count(0)
+    # A text-only model cannot see: no attach button.
+    expect(page.locator("[data-attach]")).to_be_visible()
+    page.select_option("[data-model-select]", HOSTILE)
+    expect(page.locator("[data-attach]")).to_be_hidden()
     assert page.errors == []
 
 

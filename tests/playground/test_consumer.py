@@ -15,9 +15,23 @@ from django.test import Client
 from billing.models import Organization, UsageRecord
 from inference_app.asgi import application
 from inference_app.catalog import sync_catalog
+from inference_app.gateway import settlement
 from inference_app.models import CatalogModel, Deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def settlements_drained():
+    """Usage rows are written in the background: finish them inside the test (before the flush)."""
+    yield
+    await settlement.drain()
+
+
+async def usage_rows(*fields) -> list[dict]:
+    await settlement.drain()
+    return await sync_to_async(list)(UsageRecord.objects.values(*fields))
+
 
 FAST = "meta-llama/Llama-3.1-8B-Instruct"
 FAST_2 = "microsoft/Phi-4-mini-instruct"
@@ -112,7 +126,7 @@ async def test_compare_three_panes_fast_ones_finish_before_the_slow_one(member, 
     # Live metrics arrived for the slow pane while it streamed.
     assert any(e["type"] == "metrics" and e["pane"] == "slow" for e in events)
 
-    rows = await sync_to_async(list)(UsageRecord.objects.values("source", "model", "project"))
+    rows = await usage_rows("source", "model", "project")
     assert len(rows) == 3
     assert {r["source"] for r in rows} == {"playground"}
     assert {r["model"] for r in rows} == {FAST, FAST_2, SLOW}
@@ -147,7 +161,7 @@ async def test_stopping_one_pane_leaves_the_others_running(member, deployments):
     stopped_at = index_of(events, "done", "b")
     assert any(e["type"] == "delta" and e["pane"] == "a" for e in events[stopped_at:])
     # Three usage rows: the stopped one billed for what it produced.
-    rows = await sync_to_async(list)(UsageRecord.objects.values("source", "completion_tokens"))
+    rows = await usage_rows("source", "completion_tokens")
     assert len(rows) == 3 and {r["source"] for r in rows} == {"playground"}
 
 
@@ -196,7 +210,29 @@ async def test_gateway_errors_reach_the_pane_as_readable_messages(member, deploy
     assert error["code"] == "insufficient_quota" and error["status"] == 429
     assert "exceeded your current quota" in error["message"]
     await ws.disconnect()
-    assert await UsageRecord.objects.filter(status="ok").acount() == 0
+    assert [r for r in await usage_rows("status") if r["status"] == "ok"] == []
+
+
+async def test_images_for_a_text_model_and_oversized_messages_are_refused(
+    member, deployments, settings
+):
+    user, _ = member
+    ws, _, _ = await connect(user)
+    message = run_message("eyes", FAST)
+    message["messages"][0]["content"] = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+    await ws.send_json_to(message)
+    error = json.loads(await ws.receive_from(timeout=10))
+    assert error["type"] == "error" and error["status"] == 400
+    assert "does not support image" in error["message"]
+
+    settings.MAX_REQUEST_BYTES = 2000
+    await ws.send_json_to(run_message("huge", FAST, text="x" * 3000))
+    error = json.loads(await ws.receive_from(timeout=10))
+    assert error["pane"] == "huge" and error["code"] == "request_too_large"
+    await ws.disconnect()
 
 
 async def test_malformed_run_is_answered_not_crashed(member, deployments):
