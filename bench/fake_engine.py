@@ -26,12 +26,16 @@ Configuration (environment, read at import):
     FAKE_ENGINE_TOKENS=16               tokens per completion (a request's max_tokens can lower it)
     FAKE_ENGINE_TOKENS_PER_SECOND=0     token rate after the first one; 0 means as fast as possible
     FAKE_ENGINE_NO_USAGE=1              never report usage (tests the gateway's own counting)
+    FAKE_ENGINE_STAMP=1                 the first content token of a stream is "@<unix time>" when
+                                        the engine sent it, so a client on this machine can measure
+                                        the delay from the engine's first token to its own message
     FAKE_ENGINE_MODELS=fake-model       comma-separated ids listed by /v1/models (any id is served)
     FAKE_ENGINE_MODEL_OVERRIDES='{"slow-model": {"delay_ms": 500, "tokens_per_second": 5}}'
                                         per-model settings, for a slow pane behind a gateway that
                                         does not forward the headers below
 
-Per request: headers `x-fake-delay-ms`, `x-fake-tokens-per-second` and `x-fake-tokens` override
+Per request: headers `x-fake-delay-ms`, `x-fake-tokens-per-second`, `x-fake-tokens` and
+`x-fake-stamp` override
 the configuration; `max_tokens` (or `max_completion_tokens`) caps the token count.
 """
 
@@ -53,6 +57,7 @@ DELAY_MS = _env_float("FAKE_ENGINE_DELAY_MS", 0)
 TOKENS = int(_env_float("FAKE_ENGINE_TOKENS", 16))
 TOKENS_PER_SECOND = _env_float("FAKE_ENGINE_TOKENS_PER_SECOND", 0)
 NO_USAGE = os.environ.get("FAKE_ENGINE_NO_USAGE", "") in ("1", "true", "yes")
+STAMP = os.environ.get("FAKE_ENGINE_STAMP", "") in ("1", "true", "yes")
 MODELS = [m.strip() for m in os.environ.get("FAKE_ENGINE_MODELS", "fake-model").split(",") if m]
 MODEL_OVERRIDES = json.loads(os.environ.get("FAKE_ENGINE_MODEL_OVERRIDES", "") or "{}")
 
@@ -114,8 +119,8 @@ def _error(message: str, type_: str = "invalid_request_error") -> dict:
     return {"error": {"message": message, "type": type_, "param": None, "code": None}}
 
 
-def _plan(body: dict, headers: dict[bytes, bytes]) -> tuple[float, int, float]:
-    """Delay (s), token count and rate for this request: headers > per-model > environment."""
+def _plan(body: dict, headers: dict[bytes, bytes]) -> tuple[float, int, float, bool]:
+    """Delay (s), token count, rate and stamping for this request: headers > per-model > env."""
     model_conf = MODEL_OVERRIDES.get(body.get("model"), {})
     delay_ms = float(headers.get(b"x-fake-delay-ms", model_conf.get("delay_ms", DELAY_MS)))
     rate = float(
@@ -127,7 +132,8 @@ def _plan(body: dict, headers: dict[bytes, bytes]) -> tuple[float, int, float]:
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
     if isinstance(cap, int) and cap > 0:
         tokens = min(tokens, cap)
-    return delay_ms / 1000, max(tokens, 1), rate
+    stamp = headers.get(b"x-fake-stamp", b"1" if model_conf.get("stamp", STAMP) else b"") == b"1"
+    return delay_ms / 1000, max(tokens, 1), rate, stamp
 
 
 def _prompt_tokens(body: dict) -> int:
@@ -151,7 +157,7 @@ async def _wait_until(deadline: float) -> None:
 
 
 async def _completion(send, body: dict, headers: dict[bytes, bytes]) -> None:
-    delay, tokens, rate = _plan(body, headers)
+    delay, tokens, rate, _ = _plan(body, headers)
     start = time.monotonic()
     await _wait_until(start + delay)
     if rate > 0 and tokens > 1:
@@ -183,7 +189,7 @@ async def _completion(send, body: dict, headers: dict[bytes, bytes]) -> None:
 
 async def _stream(receive, send, body: dict, headers: dict[bytes, bytes]) -> bool:
     """Stream the completion; return False when the client disconnected first."""
-    delay, tokens, rate = _plan(body, headers)
+    delay, tokens, rate, stamp = _plan(body, headers)
     start = time.monotonic()
     disconnected = asyncio.Event()
 
@@ -239,13 +245,22 @@ async def _stream(receive, send, body: dict, headers: dict[bytes, bytes]) -> boo
                 await _wait_until(start + delay + i / rate)
             if disconnected.is_set():
                 return False
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": word_chunks[i % len(WORDS)],
-                    "more_body": True,
-                }
-            )
+            if stamp and not i:
+                data = chunk(
+                    json.dumps(
+                        [
+                            {
+                                "index": 0,
+                                "delta": {"content": f"@{time.time():.6f}"},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
+                )
+            else:
+                data = word_chunks[i % len(WORDS)]
+            await send({"type": "http.response.body", "body": data, "more_body": True})
         finish = "length" if tokens == body.get("max_tokens") else "stop"
         tail = chunk(
             json.dumps([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}])

@@ -1,0 +1,237 @@
+"""Load generator: chat completions at a fixed concurrency, with per-request timings.
+
+    .venv/bin/python -m bench.loadgen --url http://127.0.0.1:18301/v1/chat/completions \\
+        --concurrency 16 --count 2000 [--stream] [--duration 10] [--api-key KEY]
+
+Records, per request: latency (send to last byte), time to first token (streaming: send to the
+first chunk with non-empty content), tokens received, errors (non-2xx, an `error` chunk, a stream
+without `[DONE]`, or an exception). One httpx.AsyncClient, one connection per worker.
+"""
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+MODEL = "microsoft/Phi-4-mini-instruct"
+
+
+@dataclass
+class Sample:
+    latency: float
+    ttft: float | None = None
+    tokens: int = 0
+    error: str | None = None
+
+
+@dataclass
+class LoadResult:
+    samples: list[Sample] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [s for s in self.samples if s.error is None]
+
+    @property
+    def errors(self) -> int:
+        return len(self.samples) - len(self.ok)
+
+    def error_kinds(self) -> dict[str, int]:
+        kinds: dict[str, int] = {}
+        for s in self.samples:
+            if s.error:
+                kinds[s.error] = kinds.get(s.error, 0) + 1
+        return kinds
+
+    @property
+    def rps(self) -> float:
+        return len(self.ok) / self.wall_seconds if self.wall_seconds else 0.0
+
+    def latency_ms(self, q: float) -> float | None:
+        return percentile([s.latency for s in self.ok], q)
+
+    def ttft_ms(self, q: float) -> float | None:
+        return percentile([s.ttft for s in self.ok if s.ttft is not None], q)
+
+    def tokens_per_second(self) -> float | None:
+        """Median, over streams, of tokens after the first divided by the time they took."""
+        rates = [
+            (s.tokens - 1) / (s.latency - s.ttft)
+            for s in self.ok
+            if s.ttft is not None and s.tokens > 1 and s.latency > s.ttft
+        ]
+        return statistics.median(rates) if rates else None
+
+    def summary(self) -> dict:
+        return {
+            "requests": len(self.samples),
+            "errors": self.errors,
+            "error_kinds": self.error_kinds(),
+            "rps": round(self.rps, 1),
+            "latency_p50_ms": _round(self.latency_ms(50)),
+            "latency_p99_ms": _round(self.latency_ms(99)),
+            "ttft_p50_ms": _round(self.ttft_ms(50)),
+            "ttft_p99_ms": _round(self.ttft_ms(99)),
+            "tokens_per_second": _round(self.tokens_per_second()),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile in milliseconds (nearest rank) of values in seconds."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank] * 1000
+
+
+def chat_body(*, stream: bool, max_tokens: int = 16, model: str = MODEL) -> bytes:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say something about benchmarks."}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body).encode()
+
+
+async def _one_plain(client: httpx.AsyncClient, url: str, body: bytes, headers: dict) -> Sample:
+    start = time.perf_counter()
+    try:
+        response = await client.post(url, content=body, headers=headers)
+        latency = time.perf_counter() - start
+        if response.status_code != 200:
+            return Sample(latency, error=f"http {response.status_code}")
+        data = response.json()
+        tokens = (data.get("usage") or {}).get("completion_tokens", 0)
+        return Sample(latency, tokens=tokens)
+    except Exception as exc:  # noqa: BLE001 - every failure is a counted error, not a crash
+        return Sample(time.perf_counter() - start, error=type(exc).__name__)
+
+
+async def _one_stream(client: httpx.AsyncClient, url: str, body: bytes, headers: dict) -> Sample:
+    start = time.perf_counter()
+    ttft = None
+    tokens = 0
+    done = False
+    try:
+        async with client.stream("POST", url, content=body, headers=headers) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return Sample(time.perf_counter() - start, error=f"http {response.status_code}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    done = True
+                    break
+                if ttft is None:
+                    # Parse chunks only until the first token; afterwards a substring test is
+                    # enough and keeps the load generator's CPU out of the figures.
+                    chunk = json.loads(payload)
+                    if "error" in chunk:
+                        return Sample(time.perf_counter() - start, error="error chunk")
+                    choices = chunk.get("choices") or []
+                    if choices and (choices[0].get("delta") or {}).get("content"):
+                        ttft = time.perf_counter() - start
+                        tokens = 1
+                elif '"content"' in payload:
+                    tokens += 1
+                elif payload.startswith('{"error"'):
+                    return Sample(time.perf_counter() - start, error="error chunk")
+        latency = time.perf_counter() - start
+        if not done:
+            return Sample(latency, ttft, tokens, error="no [DONE]")
+        return Sample(latency, ttft, tokens)
+    except Exception as exc:  # noqa: BLE001 - every failure is a counted error, not a crash
+        return Sample(time.perf_counter() - start, ttft, tokens, error=type(exc).__name__)
+
+
+def make_client(concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    timeout = httpx.Timeout(120.0, connect=30.0, pool=120.0)
+    return httpx.AsyncClient(limits=limits, timeout=timeout)
+
+
+async def run_load(
+    *,
+    url: str,
+    concurrency: int,
+    stream: bool = False,
+    count: int | None = None,
+    duration: float | None = None,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    warmup: int = 0,
+) -> LoadResult:
+    """Send `count` requests (or keep going for `duration` seconds) from `concurrency` workers."""
+    if count is None and duration is None:
+        raise ValueError("give count or duration")
+    body = body or chat_body(stream=stream)
+    headers = {"content-type": "application/json", **(headers or {})}
+    one = _one_stream if stream else _one_plain
+    result = LoadResult()
+    async with make_client(concurrency) as client:
+        if warmup:
+            await asyncio.gather(*(one(client, url, body, headers) for _ in range(warmup)))
+        remaining = [count if count is not None else 1 << 62]
+        deadline = time.perf_counter() + duration if duration else float("inf")
+
+        async def worker() -> None:
+            while remaining[0] > 0 and time.perf_counter() < deadline:
+                remaining[0] -= 1
+                result.samples.append(await one(client, url, body, headers))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.wall_seconds = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--api-key")
+    parser.add_argument("--project", help="OpenAI-Project header (team/project)")
+    args = parser.parse_args()
+    headers = {}
+    if args.api_key:
+        headers["authorization"] = f"Bearer {args.api_key}"
+    if args.project:
+        headers["openai-project"] = args.project
+    body = chat_body(stream=args.stream, max_tokens=args.max_tokens, model=args.model)
+    result = asyncio.run(
+        run_load(
+            url=args.url,
+            concurrency=args.concurrency,
+            stream=args.stream,
+            count=args.count,
+            duration=args.duration if args.count is None else None,
+            body=body,
+            headers=headers,
+            warmup=min(args.concurrency, 8),
+        )
+    )
+    print(json.dumps(result.summary(), indent=2))
+
+
+if __name__ == "__main__":
+    main()
