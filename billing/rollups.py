@@ -13,6 +13,16 @@ from django.utils import timezone
 from billing.models import UsageRecord, UsageRollup, UsageRollupDay
 
 
+def raw_usage_sums() -> dict:
+    """Aggregates of raw usage rows, named like UsageRollup's fields (for .annotate())."""
+    return {
+        "requests_sum": Count("id"),
+        "prompt_sum": Sum("prompt_tokens"),
+        "completion_sum": Sum("completion_tokens"),
+        "cost_sum": Sum("cost_micros"),
+    }
+
+
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """The UTC instants [start, end) of a calendar day."""
     start = datetime.combine(day, time.min, tzinfo=UTC)
@@ -30,12 +40,7 @@ def usage_rollup_day(*, day: date, now: datetime | None = None) -> int:
     groups = (
         UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
         .values("organization_id", "team", "project", "model")
-        .annotate(
-            n=Count("id"),
-            prompt=Sum("prompt_tokens"),
-            completion=Sum("completion_tokens"),
-            cost=Sum("cost_micros"),
-        )
+        .annotate(**raw_usage_sums())
         .order_by()
     )
     rows = [
@@ -45,10 +50,10 @@ def usage_rollup_day(*, day: date, now: datetime | None = None) -> int:
             team=g["team"],
             project=g["project"],
             model=g["model"],
-            requests=g["n"],
-            prompt_tokens=g["prompt"] or 0,
-            completion_tokens=g["completion"] or 0,
-            cost_micros=g["cost"] or 0,
+            requests=g["requests_sum"],
+            prompt_tokens=g["prompt_sum"] or 0,
+            completion_tokens=g["completion_sum"] or 0,
+            cost_micros=g["cost_sum"] or 0,
         )
         for g in groups
     ]

@@ -8,7 +8,7 @@ import dataclasses
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing.credits import credits_remaining_micros
@@ -24,7 +24,7 @@ from billing.models import (
     UsageRollupDay,
 )
 from billing.quota import overage_this_month_micros
-from billing.rollups import day_bounds
+from billing.rollups import day_bounds, raw_usage_sums
 
 GROUP_BY_MODEL = "model"
 GROUP_BY_PROJECT = "project"
@@ -128,12 +128,7 @@ def usage_by_day(
                     created_at__lt=day_end,
                 )
                 .values(*key_fields)
-                .annotate(
-                    requests_sum=Count("id"),
-                    prompt_sum=Sum("prompt_tokens"),
-                    completion_sum=Sum("completion_tokens"),
-                    cost_sum=Sum("cost_micros"),
-                )
+                .annotate(**raw_usage_sums())
                 .order_by()
             )
             for g in raw:
