@@ -12,11 +12,11 @@ import hmac
 import logging
 import time
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from inference_app.gateway import errors
+from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.ttl_cache import TTLCache
 from inference_app.models import (
     API_KEY_LOOKUP_CHARS,
@@ -75,7 +75,7 @@ async def resolve_api_caller(
     prefix = raw_key[:API_KEY_LOOKUP_CHARS]
     row = _keys.get(prefix)
     if row is None:
-        row = await sync_to_async(_load_key)(prefix)
+        row = await run_db(_load_key, prefix)
         _keys.set(prefix, row)
     if row is False or not row.usable:
         raise errors.invalid_api_key()
@@ -128,7 +128,7 @@ async def _caller_for(user_id: int, project_path: str | None, prefix: str, sourc
     cache_key = (user_id, project_path)
     fields = _projects.get(cache_key)
     if fields is None:
-        fields = await sync_to_async(_load_caller_fields)(user_id, project_path)
+        fields = await run_db(_load_caller_fields, user_id, project_path)
         _projects.set(cache_key, fields)
     if fields is False:
         raise errors.invalid_api_key()
@@ -178,7 +178,7 @@ async def _touch_key(key_id: int) -> None:
         return
     _last_touched[key_id] = now
     try:
-        await sync_to_async(_write_last_used)(key_id)
+        await run_db(_write_last_used, key_id)
     except Exception:  # last_used_at is informational; never fail a request over it
         log.exception("could not record last use of API key %s", key_id)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from billing.models import MICROS_PER_DOLLAR
+from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.ttl_cache import TTLCache
 from inference_app.models import CatalogModel
 
@@ -22,7 +22,7 @@ async def list_models() -> list[dict]:
     """Listed models with at least one enabled deployment, in OpenAI's model shape."""
     data = _listing.get("all")
     if data is None:
-        data = await sync_to_async(_load)()
+        data = await run_db(_load)
         _listing.set("all", data)
     return data
 

@@ -17,14 +17,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
-from asgiref.sync import sync_to_async
 
 from billing.errors import QuotaExceeded
 from billing.quota import release_reservation, reserve_credits
-from billing.usage import UsageReport, settle_usage, usage_cost_micros
-from inference_app.gateway import engine_client, errors, routing, tokens
+from billing.usage import UsageReport, usage_cost_micros
+from inference_app.gateway import engine_client, errors, routing, settlement, tokens
 from inference_app.gateway.callers import Caller
 from inference_app.gateway.concurrency import Lease, acquire_slots
+from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.requests import ChatRequest, parse_chat_request
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class ChatCall:
         self._created_at = datetime.now(UTC)
         self._started = time.monotonic()
         self._finishing: asyncio.Task | None = None
+        self._settlement: asyncio.Task | None = None
         self._consumed = False
 
     # --- admission ---------------------------------------------------------------------------
@@ -131,7 +132,8 @@ class ChatCall:
         # The reservation runs in a thread that a cancellation cannot stop: shield it, and if
         # the caller goes away meanwhile, wait for it and undo it rather than leak the hold.
         reserve = asyncio.ensure_future(
-            sync_to_async(reserve_credits)(
+            run_db(
+                reserve_credits,
                 organization_id=self.caller.organization_id,
                 request_id=self.request_id,
                 amount_micros=self.worst_case_cost_micros(),
@@ -149,7 +151,7 @@ class ChatCall:
     async def _undo_admission(self, reserve: asyncio.Future) -> None:
         try:
             await reserve
-            await sync_to_async(release_reservation)(request_id=self.request_id)
+            await run_db(release_reservation, request_id=self.request_id)
         except Exception:
             pass  # the reservation failed: nothing to undo
         finally:
@@ -338,10 +340,11 @@ class ChatCall:
     async def _settle(
         self, *, status: str, http_status: int, error_code: str, record: bool = True
     ) -> None:
-        """Finish the call once: close the engine stream, free the slots, write usage.
+        """Finish the call once: close the engine stream, free the slots, submit the usage.
 
         The work runs in its own task and is awaited through a shield, so a cancelled caller
-        (client disconnect) cannot interrupt it half-way.
+        (client disconnect) cannot interrupt it half-way. The usage row itself is written in
+        the background (see settlement.py); `wait_settled()` waits for it.
         """
         if self._finishing is None:
             self._finishing = asyncio.ensure_future(
@@ -350,6 +353,13 @@ class ChatCall:
                 )
             )
         await asyncio.shield(self._finishing)
+
+    async def wait_settled(self) -> None:
+        """Wait until the usage row is written (or the hold released, for a refused call)."""
+        if self._finishing is not None:
+            await asyncio.shield(self._finishing)
+        if self._settlement is not None:
+            await asyncio.shield(self._settlement)
 
     async def _finish(
         self, *, status: str, http_status: int, error_code: str, record: bool
@@ -366,7 +376,7 @@ class ChatCall:
                 log.exception("releasing the slots of %s", self.request_id)
         if not record:
             try:
-                await sync_to_async(release_reservation)(request_id=self.request_id)
+                await run_db(release_reservation, request_id=self.request_id)
             except Exception:
                 log.exception("releasing the reservation of %s failed", self.request_id)
             return
@@ -398,7 +408,4 @@ class ChatCall:
             created_at=self._created_at,
             finished_at=finished_at,
         )
-        try:
-            await sync_to_async(settle_usage)(report)
-        except Exception:
-            log.exception("settling usage of %s failed", self.request_id)
+        self._settlement = settlement.submit(report)

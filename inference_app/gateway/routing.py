@@ -13,11 +13,11 @@ import logging
 import random
 import time
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from inference_app.gateway import errors
+from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.ttl_cache import TTLCache
 from inference_app.models import CatalogModel, Deployment
 
@@ -60,7 +60,7 @@ async def get_route(model_id: str) -> ModelRoute:
     """The model and its enabled deployments, or 404 model_not_found."""
     route = _routes.get(model_id)
     if route is None:
-        route = await sync_to_async(_load_route)(model_id)
+        route = await run_db(_load_route, model_id)
         _routes.set(model_id, route)
     if route is False:
         raise errors.model_not_found(model_id)
@@ -125,7 +125,7 @@ async def mark_healthy(target: DeploymentTarget) -> None:
 
 async def _record_health(name: str, healthy: bool, reason: str) -> None:
     try:
-        await sync_to_async(_write_health)(name, healthy, reason)
+        await run_db(_write_health, name, healthy, reason)
     except Exception:  # the columns are for operators; routing never depends on them
         log.exception("could not record health of deployment %s", name)
 

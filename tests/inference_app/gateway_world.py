@@ -14,12 +14,20 @@ import uuid
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 
 from billing.models import Organization, Reservation, UsageRecord
 from billing.organizations import membership_set, organization_create
 from inference_app.accounts import api_key_create, default_project_set, team_add_member
-from inference_app.gateway import callers, concurrency, engine_client, model_list, routing
+from inference_app.gateway import (
+    callers,
+    concurrency,
+    engine_client,
+    model_list,
+    routing,
+    settlement,
+)
 from inference_app.models import CatalogModel, Deployment, Project, Team
 
 TEXT_MODEL = "test/text-model"
@@ -213,6 +221,17 @@ def make_world() -> World:
     )
 
 
+async def ledger(world: World) -> dict:
+    """The ledger once every background settlement has been written."""
+    await settlement.drain()
+    return await sync_to_async(ledger_state)(world)
+
+
+async def usage_rows() -> list[UsageRecord]:
+    await settlement.drain()
+    return await sync_to_async(lambda: list(UsageRecord.objects.order_by("pk")))()
+
+
 def ledger_state(world: World) -> dict:
     org = Organization.objects.get(pk=world.organization.pk)
     return {
@@ -244,7 +263,14 @@ def fake_engine(settings):
 
 
 @pytest.fixture
-def world(transactional_db, fake_engine) -> World:
+async def settlements_drained():
+    """Background settlements finish inside the test that started them (before the flush)."""
+    yield
+    await settlement.drain()
+
+
+@pytest.fixture
+def world(transactional_db, fake_engine, settlements_drained) -> World:
     return make_world()
 
 
@@ -259,6 +285,9 @@ class AsgiResult:
         return b"".join(self.body_parts)
 
 
+_asgi_handler = None
+
+
 async def asgi_request(
     method: str,
     path: str,
@@ -270,8 +299,11 @@ async def asgi_request(
 ) -> AsgiResult:
     """Drive Django's ASGI handler directly, as daphne does: raw headers (so Content-Length can
     lie) and, optionally, a client that hangs up after reading some body parts."""
-    from django.core.handlers.asgi import ASGIHandler
+    global _asgi_handler
+    if _asgi_handler is None:
+        from django.core.handlers.asgi import ASGIHandler
 
+        _asgi_handler = ASGIHandler()  # built once, as daphne does (middleware set-up is slow)
     inbox: asyncio.Queue = asyncio.Queue()
     await inbox.put({"type": "http.request", "body": body, "more_body": False})
     result = AsgiResult(status=0, headers={}, body_parts=[])
@@ -304,5 +336,5 @@ async def asgi_request(
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    await asyncio.wait_for(ASGIHandler()(scope, receive, send), timeout)
+    await asyncio.wait_for(_asgi_handler(scope, receive, send), timeout)
     return result

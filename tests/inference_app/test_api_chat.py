@@ -6,14 +6,16 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from billing.models import Organization, Reservation, UsageRecord
+from billing.models import Organization, Reservation
+from inference_app.gateway import settlement
 from tests.inference_app.gateway_world import (
     HELLO,
     TEXT_MODEL,
     TWO_DEPLOYMENTS_MODEL,
     VISION_MODEL,
-    ledger_state,
+    ledger,
     slots_in_use,
+    usage_rows,
 )
 
 URL = "/v1/chat/completions"
@@ -36,12 +38,8 @@ async def read_sse(response) -> list[str]:
     return [event[len("data: ") :] for event in events]
 
 
-async def usage_rows():
-    return await sync_to_async(lambda: list(UsageRecord.objects.order_by("pk")))()
-
-
 async def test_non_streaming_completion_is_settled_once(world, fake_engine):
-    before = await sync_to_async(ledger_state)(world)
+    before = await ledger(world)
     response = await post(world, {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 50})
     assert response.status_code == 200, response.content
     body = response.json()
@@ -60,7 +58,7 @@ async def test_non_streaming_completion_is_settled_once(world, fake_engine):
     assert not row.tokens_counted_by_gateway
     assert row.time_to_first_token_ms is not None and row.duration_ms >= 0
     # $1/M in, $2/M out: 7 + 10 micro-dollars, charged; nothing left held.
-    after = await sync_to_async(ledger_state)(world)
+    after = await ledger(world)
     assert row.cost_micros == 17
     assert after["balance"] == before["balance"] - 17
     assert after["reservations"] == 0 and after["reserved"] == 0
@@ -161,6 +159,7 @@ async def test_engine_failing_mid_stream_sends_an_error_event_and_settles(world,
     # What was produced before the break: "Hello there" (2 deltas, 11 characters: 3 tokens).
     assert row.status == "error" and row.completion_tokens == 3
     assert await slots_in_use(world) == (0, 0)
+    await settlement.drain()
     assert await sync_to_async(Reservation.objects.count)() == 0
 
 
@@ -217,6 +216,7 @@ async def test_last_used_at_is_recorded(world, fake_engine):
 async def test_balance_is_charged_only_for_what_was_used(world, fake_engine):
     org_before = await Organization.objects.aget(pk=world.organization.pk)
     await post(world, {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 1000})
+    await settlement.drain()
     org_after = await Organization.objects.aget(pk=world.organization.pk)
     # Reserved for 1000 completion tokens (2000 micros), charged for 5 (+7 prompt).
     assert org_before.balance_micros - org_after.balance_micros == 17

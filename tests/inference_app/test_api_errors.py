@@ -13,7 +13,7 @@ from django.test import AsyncClient
 
 from billing.models import Organization
 from inference_app.accounts import api_key_revoke
-from inference_app.gateway import callers
+from inference_app.gateway import callers, settlement
 from inference_app.models import ApiKey, Profile, Project
 from tests.inference_app.gateway_world import (
     HELLO,
@@ -22,7 +22,7 @@ from tests.inference_app.gateway_world import (
     UNDEPLOYED_MODEL,
     VISION_MODEL,
     asgi_request,
-    ledger_state,
+    ledger,
     slots_in_use,
 )
 
@@ -48,9 +48,9 @@ def assert_error(response, status: int, code: str | None, message: str | None = 
 @pytest.fixture
 async def nothing_taken(world, fake_engine):
     """Asserts, after the test, that the refused request left no trace."""
-    before = await sync_to_async(ledger_state)(world)
+    before = await ledger(world)
     yield
-    assert await sync_to_async(ledger_state)(world) == before
+    assert await ledger(world) == before
     assert await slots_in_use(world) == (0, 0)
 
 
@@ -82,7 +82,7 @@ async def test_missing_or_malformed_key_is_401(world, fake_engine, nothing_taken
 async def test_forged_key_with_a_known_prefix_is_401(world, fake_engine):
     # The real key first, so the prefix is cached: the hash must still be compared.
     assert (await post(world, {"model": TEXT_MODEL, "messages": HELLO})).status_code == 200
-    before = await sync_to_async(ledger_state)(world)
+    before = await ledger(world)
     forged = world.raw_key[:12] + "x" * 30
     response = await AsyncClient().post(
         URL,
@@ -91,20 +91,21 @@ async def test_forged_key_with_a_known_prefix_is_401(world, fake_engine):
         headers={"Authorization": f"Bearer {forged}"},
     )
     assert_error(response, 401, "invalid_api_key")
-    assert await sync_to_async(ledger_state)(world) == before
+    assert await ledger(world) == before
 
 
 async def test_revoked_key_is_401(world, fake_engine):
     key = await ApiKey.objects.aget(prefix=world.key_prefix)
     await sync_to_async(api_key_revoke)(api_key=key)
-    before = await sync_to_async(ledger_state)(world)
+    before = await ledger(world)
     response = await post(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert_error(response, 401, "invalid_api_key", "Invalid Authentication")
-    assert await sync_to_async(ledger_state)(world) == before
+    assert await ledger(world) == before
 
 
 async def test_revocation_takes_effect_once_the_cache_expires(world, fake_engine):
     assert (await post(world, {"model": TEXT_MODEL, "messages": HELLO})).status_code == 200
+    await settlement.drain()
     key = await ApiKey.objects.aget(prefix=world.key_prefix)
     await sync_to_async(api_key_revoke)(api_key=key)
     callers.clear_caches()  # what CACHE_SECONDS of waiting does
@@ -133,7 +134,7 @@ async def test_user_without_any_project_is_401(world, fake_engine, nothing_taken
 # --- 403 -------------------------------------------------------------------------------------
 async def test_blocked_country_is_403_before_anything_else(world, fake_engine, settings):
     settings.BLOCKED_COUNTRIES = ["XX", "YY"]
-    before = await sync_to_async(ledger_state)(world)
+    before = await ledger(world)
     # Even without a key: the geo check comes first.
     for headers in ({"CF-IPCountry": "xx"}, {**world.headers(), "CF-IPCountry": "XX"}):
         response = await AsyncClient().post(
@@ -148,7 +149,7 @@ async def test_blocked_country_is_403_before_anything_else(world, fake_engine, s
             "unsupported_country_region_territory",
             "Country, region, or territory not supported",
         )
-    assert await sync_to_async(ledger_state)(world) == before
+    assert await ledger(world) == before
     # Another country is served.
     response = await post(
         world, {"model": TEXT_MODEL, "messages": HELLO}, headers={"CF-IPCountry": "FR"}
@@ -323,7 +324,7 @@ async def test_actual_size_over_the_limit_is_413_whatever_the_header(
 # --- 429 -------------------------------------------------------------------------------------
 async def test_no_credits_is_quota_error_that_must_not_be_retried(world, fake_engine):
     await Organization.objects.filter(pk=world.organization.pk).aupdate(balance_micros=0)
-    before = await sync_to_async(ledger_state)(world)
+    before = await ledger(world)
     response = await post(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert_error(
         response,
@@ -332,7 +333,7 @@ async def test_no_credits_is_quota_error_that_must_not_be_retried(world, fake_en
         "You exceeded your current quota, please check your plan and billing details",
     )
     assert response["x-should-retry"] == "false"
-    assert await sync_to_async(ledger_state)(world) == before
+    assert await ledger(world) == before
     assert await slots_in_use(world) == (0, 0)
     assert fake_engine.requests == []
 

@@ -16,7 +16,7 @@ from django.test import AsyncClient
 
 from billing.models import UsageRecord
 from inference_app.catalog_seed import EMBEDDED_MODEL_ID
-from inference_app.gateway import engine_client
+from inference_app.gateway import engine_client, settlement
 from inference_app.models import CatalogModel, Deployment
 
 pytestmark = pytest.mark.engine
@@ -96,6 +96,9 @@ async def test_real_engine_non_streamed_and_streamed(world, real_engine):
     assert body["choices"][0]["message"]["content"].strip()
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and 0 < usage["completion_tokens"] <= 16
+    # In-memory SQLite (tests only) locks whole tables across threads: let the first row be
+    # written before the next request reserves. (A file database just waits its turn.)
+    await settlement.drain()
 
     response = await client.post(
         "/v1/chat/completions",
@@ -122,6 +125,7 @@ async def test_real_engine_non_streamed_and_streamed(world, real_engine):
     stream_usage = chunks[-1]["usage"]
     assert stream_usage["prompt_tokens"] > 0 and 0 < stream_usage["completion_tokens"] <= 16
 
+    await settlement.drain()
     records = await sync_to_async(lambda: list(UsageRecord.objects.order_by("pk")))()
     assert [r.status for r in records] == ["ok", "ok"]
     assert [r.completion_tokens for r in records] == [

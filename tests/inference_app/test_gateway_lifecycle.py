@@ -5,27 +5,23 @@ import asyncio
 import json
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from billing.models import Reservation, UsageRecord
-from inference_app.gateway import errors, resolve_api_caller, resolve_session_caller
+from billing.models import Reservation
+from inference_app.gateway import errors, resolve_api_caller, resolve_session_caller, settlement
 from inference_app.gateway.pipeline import start_chat_completion
 from inference_app.models import Project
 from tests.inference_app.gateway_world import (
     HELLO,
     TEXT_MODEL,
     asgi_request,
-    ledger_state,
+    ledger,
     slots_in_use,
+    usage_rows,
 )
 
 URL = "/v1/chat/completions"
 LONG = ["tok"] * 40
-
-
-async def rows():
-    return await sync_to_async(lambda: list(UsageRecord.objects.order_by("pk")))()
 
 
 async def api_caller(world, project="team-a/main"):
@@ -53,11 +49,12 @@ async def test_client_disconnect_mid_stream_cancels_engine_frees_slot_and_settle
     # The engine's stream was closed before its end; nothing is left open or held.
     assert fake_engine.cancelled_streams == 1 and fake_engine.open_streams == 0
     assert await slots_in_use(world) == (0, 0)
-    [row] = await rows()
+    [row] = await usage_rows()
     assert row.request_id == result.headers["x-request-id"]
     assert row.status == "cancelled" and row.tokens_counted_by_gateway
     assert 5 <= row.completion_tokens < len(LONG)
     assert row.prompt_tokens > 0 and row.cost_micros > 0
+    await settlement.drain()
     assert await Reservation.objects.acount() == 0
 
 
@@ -77,7 +74,7 @@ async def test_playground_style_aclose_settles_once(world, fake_engine):
     await call.aclose()
     await call.aclose()  # idempotent
     assert await slots_in_use(world) == (0, 0)
-    [row] = await rows()
+    [row] = await usage_rows()
     assert row.request_id == call.request_id and row.source == "playground"
     assert row.status == "cancelled" and row.api_key_prefix == ""
     assert fake_engine.cancelled_streams == 1
@@ -89,8 +86,9 @@ async def test_aclose_before_reading_anything_releases_everything(world, fake_en
     )
     await call.aclose()
     assert await slots_in_use(world) == (0, 0)
+    await settlement.drain()
     assert await Reservation.objects.acount() == 0
-    [row] = await rows()
+    [row] = await usage_rows()
     assert row.status == "cancelled" and row.completion_tokens == 0
 
 
@@ -113,7 +111,7 @@ async def test_a_task_cancelled_while_streaming_still_settles(world, fake_engine
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await slots_in_use(world) == (0, 0)
-    [row] = await rows()
+    [row] = await usage_rows()
     assert row.status == "cancelled" and 3 <= row.completion_tokens < len(LONG)
 
 
@@ -132,7 +130,7 @@ async def test_completed_call_reports_usage_and_ttft(world, fake_engine):
     assert call.usage["completion_tokens"] == 5
     assert call.finish_reason == "stop" and call.time_to_first_token_ms is not None
     await call.aclose()  # after the end: a no-op
-    [row] = await rows()
+    [row] = await usage_rows()
     assert row.status == "ok"
 
 
@@ -143,16 +141,16 @@ async def test_one_usage_row_per_request_id(world, fake_engine):
     )
     await call.result()
     await call.aclose()
-    [row] = await rows()
+    [row] = await usage_rows()
     assert row.request_id == "chatcmpl-fixed-id"
-    balance_after_first = (await sync_to_async(ledger_state)(world))["balance"]
+    balance_after_first = (await ledger(world))["balance"]
     # A replay of the same id (a retry of an internal caller) is never billed twice.
     replay = await start_chat_completion(
         caller, {"model": TEXT_MODEL, "messages": HELLO}, request_id="chatcmpl-fixed-id"
     )
     await replay.result()
-    assert len(await rows()) == 1
-    state = await sync_to_async(ledger_state)(world)
+    assert len(await usage_rows()) == 1
+    state = await ledger(world)
     assert state["balance"] == balance_after_first
     assert state["reservations"] == 0 and state["reserved"] == 0
 
@@ -167,7 +165,7 @@ async def test_project_concurrency_limit_refuses_with_retry_after_and_frees_on_e
     held = await start_chat_completion(
         caller, {"model": TEXT_MODEL, "messages": HELLO, "stream": True}
     )
-    before = await sync_to_async(ledger_state)(world)
+    before = await ledger(world)
     response = await AsyncClient().post(
         URL,
         data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
@@ -179,7 +177,7 @@ async def test_project_concurrency_limit_refuses_with_retry_after_and_frees_on_e
     assert error["code"] == "concurrency_limit_reached"
     assert error["message"] == "Concurrency limit reached for requests"
     assert int(response["Retry-After"]) >= 1
-    assert await sync_to_async(ledger_state)(world) == before  # the refusal took nothing
+    assert await ledger(world) == before  # the refusal took nothing
     # Another project of the same user is not limited by this one.
     other = await AsyncClient().post(
         URL,
@@ -227,7 +225,8 @@ async def test_slots_are_released_on_engine_errors(world, fake_engine, behaviour
         if stream and response.status_code == 200:
             _ = [part async for part in response.streaming_content]
         assert await slots_in_use(world) == (0, 0)
-        assert await Reservation.objects.acount() == 0
+        await settlement.drain()
+    assert await Reservation.objects.acount() == 0
 
 
 async def test_unexpected_failure_is_500_in_our_shape_and_frees_the_slot(
@@ -281,5 +280,5 @@ async def test_cancelled_while_reserving_leaves_no_hold_and_no_slot(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await slots_in_use(world) == (0, 0)
-    state = await sync_to_async(ledger_state)(world)
+    state = await ledger(world)
     assert state["reservations"] == 0 and state["reserved"] == 0 and state["usage_rows"] == 0
