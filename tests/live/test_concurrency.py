@@ -17,13 +17,16 @@ import redis
 from tests.support.clients import async_openai_client
 from tests.support.engines import fake_engine_reset, fake_engine_stats, start_fake_engine
 from tests.support.stack import Stack
-from tests.support.world import FAKE_ENGINE_OVERRIDES, SLOW_MODEL, SLOW_UPSTREAM
+from tests.support.world import FAKE_ENGINE_OVERRIDES, FAST_MODEL, SLOW_MODEL, SLOW_UPSTREAM
 
 pytestmark = pytest.mark.scaled
 
 LIMIT = 3
 STREAM_TOKENS = 100  # 5 s at the fake engine's 20 tokens/s: every request arrives while they run
 HELLO = [{"role": "user", "content": "Count slowly."}]
+# Each request below reserves a few micro-dollars (16 tokens of Llama 3.1 8B): this pays for a
+# handful, far fewer than the burst sends.
+THRIFTY_BALANCE = 40
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +57,26 @@ def stack(
         stack.migrate()
         stack.seed(
             {
-                "organizations": [{"slug": "scale", "plan": "pro"}],
+                "organizations": [
+                    {"slug": "scale", "plan": "pro"},
+                    # Free plan (no overage), a few requests' worth of credit left.
+                    {"slug": "thrifty", "plan": "free", "balance_micros": THRIFTY_BALANCE},
+                ],
                 "users": [
                     # sam's own limit is high: the project's limit is the one under test.
                     {"username": "sam", "organization": "scale", "concurrency_limit": 100},
                     # uma's own limit is the binding one.
                     {"username": "uma", "organization": "scale", "concurrency_limit": 2},
+                    {"username": "quinn", "organization": "thrifty", "concurrency_limit": 100},
                 ],
-                "teams": [{"name": "scale", "organization": "scale", "members": ["sam", "uma"]}],
+                "teams": [
+                    {"name": "scale", "organization": "scale", "members": ["sam", "uma"]},
+                    {"name": "thrifty", "organization": "thrifty", "members": ["quinn"]},
+                ],
                 "projects": [
                     {"team": "scale", "name": "limited", "concurrency_limit": LIMIT},
                     {"team": "scale", "name": "wide", "concurrency_limit": 100},
+                    {"team": "thrifty", "name": "lab", "concurrency_limit": 100},
                 ],
                 "deployments": [
                     {
@@ -72,9 +84,14 @@ def stack(
                         "model": SLOW_MODEL,
                         "base_url": fake_engine.base_url,
                         "upstream_model": SLOW_UPSTREAM,
-                    }
+                    },
+                    {"name": "fake-fast", "model": FAST_MODEL, "base_url": fake_engine.base_url},
                 ],
-                "api_keys": [{"label": "sam", "user": "sam"}, {"label": "uma", "user": "uma"}],
+                "api_keys": [
+                    {"label": "sam", "user": "sam"},
+                    {"label": "uma", "user": "uma"},
+                    {"label": "quinn", "user": "quinn"},
+                ],
             }
         )
         stack.start_servers(2)
@@ -230,5 +247,38 @@ async def test_user_limit_holds_across_two_processes(stack, fake_engine):
     assert all(error.code == "concurrency_limit_reached" for error in rejected)
     assert fake_engine_stats(fake_engine)["max_concurrent"] == 2
     assert await wait_until_no_slot_is_held(stack) == {}
+    for client in clients:
+        await client.close()
+
+
+async def test_parallel_requests_never_spend_more_than_the_credits(stack):
+    """Lesson 1 of DESIGN.md: 20 requests at once, over two processes, against a balance that
+    pays for a few. Whatever the interleaving, the organization never goes below zero."""
+    clients = clients_for(stack, stack.api_keys["quinn"], "thrifty/lab")
+    before = stack.usage_rows()
+
+    async def one(i: int):
+        try:
+            return await clients[i % 2].chat.completions.create(
+                model=FAST_MODEL, messages=HELLO, max_tokens=16
+            )
+        except openai.RateLimitError as error:
+            return error
+
+    results = await asyncio.gather(*(one(i) for i in range(20)))
+    served = [r for r in results if not isinstance(r, openai.RateLimitError)]
+    refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+    assert served and refused, results
+    assert all(error.code == "insufficient_quota" for error in refused)
+    # Settlement may end just after the response; each row is written with its charge.
+    rows = stack.usage_rows_since(before, expect=len(served))
+    assert len(rows) == len(served)
+    [org] = stack.query(
+        "SELECT balance_micros, reserved_micros FROM billing_organization WHERE slug = %s",
+        ("thrifty",),
+    )
+    assert org["reserved_micros"] == 0  # every hold was settled or released
+    assert org["balance_micros"] >= 0, org
+    assert org["balance_micros"] == THRIFTY_BALANCE - sum(row["cost_micros"] for row in rows)
     for client in clients:
         await client.close()

@@ -25,6 +25,7 @@ import sys
 def seed(spec: dict) -> dict:
     from django.contrib.auth import get_user_model
 
+    from billing.credits import balance_adjust
     from billing.models import Organization
     from billing.organizations import membership_set, organization_create
     from inference_app.accounts import (
@@ -47,8 +48,11 @@ def seed(spec: dict) -> dict:
             name=entry["slug"].title(), slug=entry["slug"], plan_code=entry.get("plan", "free")
         )
         if entry.get("balance_micros") is not None:
-            # An organization whose credits are spent: the quota error's precondition.
-            Organization.objects.filter(pk=org.pk).update(balance_micros=entry["balance_micros"])
+            # e.g. an organization whose credits are spent: the quota error's precondition.
+            org.refresh_from_db()
+            change = entry["balance_micros"] - org.balance_micros
+            if change:
+                balance_adjust(organization=org, amount_micros=change, note="live test set-up")
     users = get_user_model().objects
     for entry in spec.get("users", []):
         user = users.filter(username=entry["username"]).first() or users.create_user(
