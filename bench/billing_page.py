@@ -113,6 +113,40 @@ def fill(rows: int, organizations: list, now: datetime) -> None:
     print()
 
 
+def fill_and_roll_up(rows: int, now: datetime):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+
+    from billing.models import Membership
+    from billing.organizations import membership_set, organization_create
+    from billing.rollups import usage_rollup_day
+
+    call_command("migrate", verbosity=0, interactive=False)
+    orgs = [
+        organization_create(name=f"Bench {i}", slug=f"bench-{i}", plan_code="pro") for i in range(3)
+    ]
+    admin = get_user_model().objects.create_user(username="bench-admin", password="x" * 12)
+    membership_set(organization=orgs[0], user=admin, role=Membership.Role.ADMIN)
+
+    t0 = time.perf_counter()
+    fill(rows, orgs, now)
+    print(f"filled {rows:,} usage rows in {time.perf_counter() - t0:.1f} s")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+    t0 = time.perf_counter()
+    for back in range(1, DAYS):
+        usage_rollup_day(day=now.date() - timedelta(days=back), now=now)
+    rollup_s = time.perf_counter() - t0
+    print(
+        f"rolled up {DAYS - 1} finished days in {rollup_s:.1f} s"
+        f" ({rollup_s / (DAYS - 1) * 1000:.0f} ms per day)"
+    )
+    return orgs, admin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,11 +154,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--sqlite", action="store_true", help="use a fresh SQLite file")
+    parser.add_argument(
+        "--existing",
+        metavar="DATABASE_URL",
+        help="time again against a database an earlier run filled and kept (--keep)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the filled database")
     args = parser.parse_args()
 
     var_dir = tempfile.mkdtemp(prefix="yardstick-bench-")
     drop = None
-    if args.sqlite:
+    if args.existing:
+        database_url = args.existing
+    elif args.sqlite:
         database_url = f"sqlite:///{var_dir}/bench.sqlite3"
     else:
         database_url, drop = create_postgres_database()
@@ -137,45 +179,26 @@ def main() -> None:
 
     django.setup()
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.db import connection
     from django.db.models import Count, Sum
     from django.test import Client
 
-    from billing.models import Membership, UsageRecord
-    from billing.organizations import membership_set, organization_create
-    from billing.rollups import usage_rollup_day
+    from billing.models import Organization, UsageRecord
     from billing.selectors import usage_by_day
 
     try:
         print(f"database: {connection.vendor} ({database_url})")
-        call_command("migrate", verbosity=0, interactive=False)
-        orgs = [
-            organization_create(name=f"Bench {i}", slug=f"bench-{i}", plan_code="pro")
-            for i in range(3)
-        ]
-        admin = get_user_model().objects.create_user(username="bench-admin", password="x" * 12)
-        membership_set(organization=orgs[0], user=admin, role=Membership.Role.ADMIN)
         now = datetime.now(UTC)
         today = now.date()
+        if args.existing:
+            orgs = list(Organization.objects.filter(slug__startswith="bench-").order_by("slug"))
+            admin = get_user_model().objects.get(username="bench-admin")
+        else:
+            orgs, admin = fill_and_roll_up(args.rows, now)
 
-        t0 = time.perf_counter()
-        fill(args.rows, orgs, now)
-        fill_s = time.perf_counter() - t0
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE")
         own_rows = UsageRecord.objects.filter(organization=orgs[0]).count()
         print(
-            f"filled {args.rows:,} usage rows in {fill_s:.1f} s ({own_rows:,} for the page's organization)"
-        )
-
-        t0 = time.perf_counter()
-        for back in range(1, DAYS):
-            usage_rollup_day(day=today - timedelta(days=back), now=now)
-        rollup_s = time.perf_counter() - t0
-        print(
-            f"rolled up {DAYS - 1} finished days in {rollup_s:.1f} s ({rollup_s / (DAYS - 1) * 1000:.0f} ms per day)"
+            f"{UsageRecord.objects.count():,} usage rows, {own_rows:,} for the page's organization"
         )
 
         client = Client()
@@ -247,7 +270,9 @@ def main() -> None:
         )
     finally:
         connection.close()
-        if drop:
+        if args.keep:
+            print(f"kept: --existing {database_url}")
+        elif drop:
             drop()
 
 
