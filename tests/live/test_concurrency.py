@@ -124,11 +124,12 @@ def held_counters(stack) -> dict[str, int]:
     return {key: n for key, n in held.items() if n}
 
 
-async def wait_until_no_slot_is_held(stack, timeout: float = 5.0) -> dict[str, int]:
+async def wait_until(predicate, timeout: float = 5.0):
+    """Poll `predicate` until it returns something true or `timeout` passes; its last value."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while (held := held_counters(stack)) and asyncio.get_running_loop().time() < deadline:
+    while not (value := predicate()) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
-    return held
+    return value
 
 
 class CounterSampler:
@@ -222,9 +223,20 @@ async def test_project_limit_holds_across_two_processes_and_every_slot_comes_bac
     stats = fake_engine_stats(fake_engine)
     assert stats["max_concurrent"] == LIMIT, stats  # never more than L in flight
     assert stats["total_requests"] == LIMIT, stats  # rejected requests never reached the engine
+    # The engine requests of the clients that hung up or were cancelled were stopped too.
+    expected = {"finished": 0, "hung up": 0, "cancelled": 0}
+    for outcome in admitted:
+        expected[outcome] += 1
+    assert await wait_until(
+        lambda: (
+            fake_engine_stats(fake_engine)["cancelled_streams"]
+            == expected["hung up"] + expected["cancelled"]
+        )
+    ), fake_engine_stats(fake_engine)
+    assert fake_engine_stats(fake_engine)["completed"] == expected["finished"]
 
     # Every slot is free again, in Redis and in fact.
-    assert await wait_until_no_slot_is_held(stack) == {}
+    assert await wait_until(lambda: not held_counters(stack)), held_counters(stack)
     rows = stack.usage_rows_since(before, expect=LIMIT)
     assert len(rows) == LIMIT, rows  # one row per admitted request, none for the rejected
     assert sorted(row["status"] for row in rows) == ["cancelled", "cancelled", "ok"], rows
@@ -233,7 +245,7 @@ async def test_project_limit_holds_across_two_processes_and_every_slot_comes_bac
     admitted, rejected = await burst(clients, LIMIT, max_tokens=10, behave=read_to_end)
     assert len(admitted) == LIMIT and not rejected, rejected
     assert fake_engine_stats(fake_engine)["max_concurrent"] == LIMIT
-    assert await wait_until_no_slot_is_held(stack) == {}
+    assert await wait_until(lambda: not held_counters(stack)), held_counters(stack)
     for client in clients:
         await client.close()
 
@@ -246,7 +258,7 @@ async def test_user_limit_holds_across_two_processes(stack, fake_engine):
     assert len(admitted) == 2 and len(rejected) == 4, (admitted, rejected)
     assert all(error.code == "concurrency_limit_reached" for error in rejected)
     assert fake_engine_stats(fake_engine)["max_concurrent"] == 2
-    assert await wait_until_no_slot_is_held(stack) == {}
+    assert await wait_until(lambda: not held_counters(stack)), held_counters(stack)
     for client in clients:
         await client.close()
 

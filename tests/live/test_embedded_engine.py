@@ -7,6 +7,7 @@ short (max_tokens 16) to keep the module quick.
 import time
 
 import httpx
+import openai
 import pytest
 
 from tests.support.clients import (
@@ -120,6 +121,15 @@ async def test_async_non_streaming_and_streaming(stack):
     assert chunks[-1].usage.completion_tokens > 0
     rows = stack.usage_rows_since(before, expect=2)
     assert len(rows) == 2 and all(row["status"] == "ok" for row in rows)
+
+
+def test_max_tokens_beyond_the_context_window_is_bad_request(stack):
+    client = openai_client(stack.url, stack.api_keys["alice"], MAIN_PROJECT, max_retries=0)
+    before = stack.usage_rows()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=EMBEDDED_MODEL, messages=HELLO, max_tokens=10**7)
+    assert caught.value.param == "max_tokens"
+    assert stack.usage_rows_since(before, timeout=0.3) == []
 
 
 def test_dropped_stream_stops_generation_and_bills_the_tokens_made(stack, embedded_engine):
