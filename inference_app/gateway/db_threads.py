@@ -1,27 +1,47 @@
-"""Running ORM services from the gateway's async code on a reusable pool of threads.
+"""Running ORM services from the gateway's async code on reusable threads.
 
 `sync_to_async`'s default (thread-sensitive) mode gives every request a fresh thread and so a
-fresh database connection; the gateway's per-request work (reserve, settle) instead runs on the
-shared pool, where connections are kept per DB_CONN_MAX_AGE like in a WSGI worker. Each call
-first drops connections that are broken or past their age, as Django's request signals would.
+fresh database connection. The gateway's per-request work (reserve, settle, lookups) runs on
+long-lived threads instead, whose connections are kept per DB_CONN_MAX_AGE as in a WSGI worker:
+- PostgreSQL: a pool of threads, so transactions of different requests run in parallel;
+- SQLite: one thread, because SQLite serialises writers anyway and a single connection never
+  waits on (or, with the shared in-memory test database, fails on) another one's lock.
+Each call first drops connections that are broken or past their age, as Django's request
+signals would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
+
+_sqlite_executor: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor | None:
+    """The executor for this database; None means asyncio's default pool."""
+    global _sqlite_executor
+    if connection.vendor != "sqlite":
+        return None
+    if _sqlite_executor is None:
+        _sqlite_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-sqlite")
+    return _sqlite_executor
 
 
 def _with_fresh_connection(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    close_old_connections()
+    # A SQLite connection is a file handle that never goes stale; reopening it would cost a
+    # millisecond a call. Server connections follow CONN_MAX_AGE and health as usual.
+    if connection.vendor != "sqlite":
+        close_old_connections()
     return function(*args, **kwargs)
 
 
 async def run_db(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """`function(*args, **kwargs)` on the pool; one call = one transaction's worth of work."""
-    return await sync_to_async(_with_fresh_connection, thread_sensitive=False)(
-        function, *args, **kwargs
-    )
+    """`function(*args, **kwargs)` on a gateway DB thread; one call = one unit of work."""
+    return await sync_to_async(
+        _with_fresh_connection, thread_sensitive=False, executor=_executor()
+    )(function, *args, **kwargs)
