@@ -48,7 +48,7 @@ def current_project(*, user) -> Project | None:
 
 
 def header_context(*, user) -> dict:
-    if not user.is_authenticated:
+    if user is None or not user.is_authenticated:
         return {"projects": [], "current_project": None, "is_billing_admin": False}
     project = current_project(user=user)
     return {

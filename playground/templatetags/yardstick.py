@@ -47,12 +47,5 @@ def usd_micros(value: int) -> str:
 
 @register.simple_tag(takes_context=True)
 def nav_context(context) -> dict:
-    request = context.get("request")
-    user = getattr(request, "user", None)
-    if user is None:
-        return header_context(user=_Anonymous())
-    return header_context(user=user)
-
-
-class _Anonymous:
-    is_authenticated = False
+    """The header's projects, current project and whether to show Billing."""
+    return header_context(user=getattr(context.get("request"), "user", None))

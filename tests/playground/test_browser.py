@@ -343,4 +343,15 @@ def test_playground_chat_round_trip_with_the_engine(page, stack, embedded_engine
     assert page.locator(".msg").count() == 3
     page.click("#clear-chat")
     assert page.locator(".msg").count() == 0
+
+    # Stop: the answer ends where it was, marked "stopped", and the chat can go on.
+    page.fill("#prompt", "Write a very long story about a dragon and a knight.")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => (document.querySelector('.msg-assistant .msg-content')?.innerText || '').length > 20"
+    )
+    page.click("#stop")
+    finish = page.locator(".msg-assistant [data-metric=finish] b")
+    expect(finish).to_have_text("stopped")
+    expect(page.locator("#send")).to_be_visible()
     assert page.errors == []

@@ -16,7 +16,7 @@ from billing.models import Organization, UsageRecord
 from inference_app.asgi import application
 from inference_app.catalog import sync_catalog
 from inference_app.gateway import settlement
-from inference_app.models import CatalogModel, Deployment
+from inference_app.models import CatalogModel, Deployment, Profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -211,6 +211,25 @@ async def test_gateway_errors_reach_the_pane_as_readable_messages(member, deploy
     assert "exceeded your current quota" in error["message"]
     await ws.disconnect()
     assert [r for r in await usage_rows("status") if r["status"] == "ok"] == []
+
+
+async def test_concurrency_limit_applies_to_panes_like_to_api_calls(member, deployments):
+    user, _ = member
+    await Profile.objects.filter(user=user).aupdate(concurrency_limit=1)
+    ws, _, _ = await connect(user)
+    await ws.send_json_to(run_message("first", SLOW))
+    started = json.loads(await ws.receive_from(timeout=10))
+    assert started["type"] == "start" and started["pane"] == "first"
+    await ws.send_json_to(run_message("second", FAST))
+    events = await events_until(ws, {"second"})
+    error = events[-1]
+    assert error["type"] == "error" and error["pane"] == "second"
+    assert error["status"] == 429 and error["message"] == "Concurrency limit reached for requests"
+    # The first pane is unaffected and its slot frees when it ends.
+    await events_until(ws, {"first"})
+    await ws.send_json_to(run_message("third", FAST))
+    assert (await events_until(ws, {"third"}))[-1]["type"] == "done"
+    await ws.disconnect()
 
 
 async def test_images_for_a_text_model_and_oversized_messages_are_refused(
