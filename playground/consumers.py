@@ -26,6 +26,10 @@ MAX_PANES = 6
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    # Nothing is ever sent to this consumer through the channel layer: skip the per-socket
+    # channel (with Redis that is a blocking receive loop per open page).
+    channel_layer_alias = None
+
     async def connect(self):
         user = self.scope.get("user")
         self.runs: dict[str, asyncio.Task] = {}
