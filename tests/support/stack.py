@@ -128,14 +128,25 @@ class Stack:
         self.servers.clear()
 
     # --- reading what the servers wrote ---------------------------------------------------
-    def usage_rows(self) -> list[dict]:
+    def usage_rows(self, *, settle_timeout: float = 5.0) -> list[dict]:
+        """Every usage row, read once no request is left unsettled.
+
+        Settlement may end just after the client got its answer, so a row could otherwise land
+        after a later test took its "before" snapshot. A request holds a reservation from
+        admission until settlement writes its row (in the same transaction), so an empty
+        reservation table means every answered request has its row."""
+        deadline = time.monotonic() + settle_timeout
+        while self.unsettled_requests() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return database.usage_rows(self.database_url)
+
+    def unsettled_requests(self) -> int:
+        return self.query("SELECT COUNT(*) AS n FROM billing_reservation")[0]["n"]
 
     def usage_rows_since(
         self, before: list[dict], *, expect: int = 0, timeout: float = 5.0
     ) -> list[dict]:
-        """Rows written since the snapshot `before`, waiting up to `timeout` for `expect` of them
-        (settlement may finish just after the response)."""
+        """Rows written since the snapshot `before`, waiting up to `timeout` for `expect` of them."""
         seen = {row["request_id"] for row in before}
         deadline = time.monotonic() + timeout
         while True:
