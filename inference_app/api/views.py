@@ -154,9 +154,12 @@ async def _stream_response(call: ChatCall) -> StreamingHttpResponse:
 async def _sse_events(call: ChatCall) -> AsyncIterator[bytes]:
     try:
         failed = False
-        async for chunk in call.chunks():
-            failed = "error" in chunk
-            yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+        async for batch in call.chunk_batches():
+            failed = "error" in batch[-1]
+            yield b"".join(
+                b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+                for chunk in batch
+            )
         if not failed:  # a stream that broke off ends with its error event, not [DONE]
             yield b"data: [DONE]\n\n"
     finally:

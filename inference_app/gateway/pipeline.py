@@ -242,6 +242,17 @@ class ChatCall:
 
     async def chunks(self) -> AsyncIterator[dict]:
         """chat.completion.chunk dicts (streaming calls), then the usage chunk if asked for."""
+        batches = self.chunk_batches()
+        try:
+            async for batch in batches:
+                for chunk in batch:
+                    yield chunk
+        finally:
+            await batches.aclose()
+
+    async def chunk_batches(self) -> AsyncIterator[list[dict]]:
+        """The chunks of `chunks()`, grouped as they arrived from the engine (one network read
+        each): the API view writes a group at once."""
         if self._consumed:
             raise RuntimeError("the chunks of this call were already read")
         self._consumed = True
@@ -249,59 +260,72 @@ class ChatCall:
         try:
             created = None
             try:
-                async for chunk in engine_client.iter_events(self._response):
-                    if "error" in chunk:
-                        message = engine_client.error_message_of(chunk)
-                        error = errors.server_error(message) if message else errors.server_error()
-                        status, http_status, error_code = "error", 500, "server_error"
-                        yield error.body()
-                        return
-                    self._take_usage(chunk.pop("usage", None))
-                    choices = chunk.get("choices")
-                    if not choices:
-                        continue  # the engine's usage chunk: ours comes at the end
-                    chunk["id"] = self.request_id
-                    chunk["model"] = self.model
-                    chunk.pop("timings", None)
-                    created = chunk.get("created", created)
-                    for choice in choices:
-                        delta = choice.get("delta") or {}
-                        content = delta.get("content")
-                        if content:
-                            self._mark_first_token()
-                            self._counter.add_text(content)
-                        if delta.get("tool_calls"):
-                            self._mark_first_token()
-                            self._counter.add_text(str(delta["tool_calls"]))
-                        if choice.get("finish_reason"):
-                            self.finish_reason = choice["finish_reason"]
-                    yield chunk
+                async for events in engine_client.iter_event_batches(self._response):
+                    batch = []
+                    for chunk in events:
+                        if "error" in chunk:
+                            message = engine_client.error_message_of(chunk)
+                            error = errors.server_error(message) if message else None
+                            status, http_status, error_code = "error", 500, "server_error"
+                            batch.append((error or errors.server_error()).body())
+                            yield batch
+                            return
+                        if self._take_chunk(chunk):
+                            created = chunk.get("created", created)
+                            batch.append(chunk)
+                    if batch:
+                        yield batch
                     if self._lease is not None:
                         await self._lease.renew_if_due()
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("engine %s failed mid-stream: %r", self.deployment, exc)
                 status, http_status, error_code = "error", 500, "server_error"
-                yield errors.server_error().body()
+                yield [errors.server_error().body()]
                 return
             except Exception:
                 log.exception("streaming %s failed", self.request_id)
                 status, http_status, error_code = "error", 500, "server_error"
-                yield errors.server_error().body()
+                yield [errors.server_error().body()]
                 return
             status, http_status, error_code = "ok", 200, ""
             if self._request.include_usage:
-                yield {
-                    "id": self.request_id,
-                    "object": "chat.completion.chunk",
-                    "created": created or int(self._created_at.timestamp()),
-                    "model": self.model,
-                    "choices": [],
-                    "usage": self._final_usage(),
-                }
+                yield [
+                    {
+                        "id": self.request_id,
+                        "object": "chat.completion.chunk",
+                        "created": created or int(self._created_at.timestamp()),
+                        "model": self.model,
+                        "choices": [],
+                        "usage": self._final_usage(),
+                    }
+                ]
         finally:
             # Runs on normal end, on error, on CancelledError (client gone) and on
             # GeneratorExit (the consumer dropped or closed the iterator).
             await self._settle(status=status, http_status=http_status, error_code=error_code)
+
+    def _take_chunk(self, chunk: dict) -> bool:
+        """Account for an engine chunk and make it ours; False when it is not for the caller
+        (the engine's own usage chunk: ours comes at the end, if asked for)."""
+        self._take_usage(chunk.pop("usage", None))
+        choices = chunk.get("choices")
+        if not choices:
+            return False
+        chunk["id"] = self.request_id
+        chunk["model"] = self.model
+        chunk.pop("timings", None)  # llama.cpp's extra; not part of the OpenAI shape
+        for choice in choices:
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self._mark_first_token()
+                self._counter.add_text(content)
+            if delta.get("tool_calls"):
+                self._mark_first_token()
+                self._counter.add_text(str(delta["tool_calls"]))
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return True
 
     async def aclose(self) -> None:
         """Stop the call: cancel the engine request if running, release, settle. Idempotent."""
