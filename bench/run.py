@@ -220,7 +220,7 @@ def main() -> None:
         os.sched_setaffinity(0, {int(targets.CLIENT_CPU)})
 
     started_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    log_dir = RESULTS / "logs"
+    log_dir = RESULTS / "logs" / time.strftime("%Y%m%d-%H%M%S")
     log_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     clock = time.perf_counter()
