@@ -32,7 +32,10 @@ WORLD = {
         {"username": "alice", "organization": "acme", "role": "admin", "concurrency_limit": 20}
     ],
     "teams": [{"name": "acme", "organization": "acme", "members": ["alice"]}],
-    "projects": [{"team": "acme", "name": "main", "default_for": ["alice"]}],
+    "projects": [
+        {"team": "acme", "name": "main", "default_for": ["alice"]},
+        {"team": "acme", "name": "lab"},
+    ],
 }
 
 
@@ -166,6 +169,20 @@ def test_sign_up_then_sign_out(page):
     page.click("text=Sign out")
     page.goto("/playground/")
     assert "/accounts/login/" in page.url
+    assert page.errors == []
+
+
+def test_project_switcher_changes_the_project_used_everywhere(page):
+    sign_in(page)
+    page.goto(f"/inference/models/{HOSTILE}")
+    expect(page.locator("#project-select option:checked")).to_have_text("acme/main")
+    with page.expect_navigation():
+        page.select_option("#project-select", label="acme/lab")
+    expect(page.locator("#project-select option:checked")).to_have_text("acme/lab")
+    expect(page.locator("#ex-curl")).to_contain_text("OpenAI-Project: acme/lab")
+    with page.expect_navigation():
+        page.select_option("#project-select", label="acme/main")
+    expect(page.locator("#ex-curl")).to_contain_text("OpenAI-Project: acme/main")
     assert page.errors == []
 
 
