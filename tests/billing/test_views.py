@@ -1,6 +1,7 @@
 """The billing page over the real views: who may see and export it, and what it shows."""
 
 from datetime import UTC, timedelta
+from decimal import Decimal
 
 import pytest
 from django.conf import settings
@@ -116,8 +117,6 @@ def test_csv_export_matches_the_table(client, org_with_usage):
     assert lines[0] == "day,model,requests,prompt_tokens,completion_tokens,cost_usd"
     assert len(lines) == 1 + 4
     total_cost = sum(r.cost_micros for r in org_with_usage.usage_records.all())
-    from decimal import Decimal
-
     assert sum(Decimal(line.split(",")[-1]) for line in lines[1:]) * 1_000_000 == total_cost
 
 
@@ -130,3 +129,34 @@ def test_an_admin_of_several_organizations_picks_one_with_org(client, org_with_u
     assert response.context["organization"].pk == second.pk
     assert f'value="{second.slug}" selected' in response.content.decode()
     assert f"?org={second.slug}" in response.content.decode()  # links keep the choice
+
+
+def test_upcoming_charges_project_the_month_at_its_spend_rate():
+    from datetime import UTC, datetime
+
+    from billing.models import MICROS_PER_DOLLAR
+    from billing.selectors import upcoming_charges
+
+    org = make_org(plan_code="pro")
+    org.overage_month = datetime(2026, 11, 1).date()
+    org.overage_micros = 10 * MICROS_PER_DOLLAR
+    # A third of November gone, 30 USD spent: 60 USD more expected, 5 USD of credits left.
+    now = datetime(2026, 11, 11, tzinfo=UTC)
+    upcoming = upcoming_charges(
+        organization=org,
+        spend_so_far_micros=30 * MICROS_PER_DOLLAR,
+        credits_micros=5 * MICROS_PER_DOLLAR,
+        now=now,
+    )
+    assert upcoming.overage_so_far_micros == 10 * MICROS_PER_DOLLAR
+    assert upcoming.projected_overage_micros == (10 + 60 - 5) * MICROS_PER_DOLLAR
+    # The cap bounds the projection; plans without overage have no upcoming charges.
+    org.plan.monthly_spend_cap_micros = 20 * MICROS_PER_DOLLAR
+    capped = upcoming_charges(
+        organization=org, spend_so_far_micros=30 * MICROS_PER_DOLLAR, credits_micros=0, now=now
+    )
+    assert capped.projected_overage_micros == 20 * MICROS_PER_DOLLAR
+    assert (
+        upcoming_charges(organization=make_org(), spend_so_far_micros=1, credits_micros=0, now=now)
+        is None
+    )
