@@ -65,3 +65,18 @@ def ledger_sum_micros(*, organization_id: int) -> int:
         total=Sum("amount_micros")
     )["total"]
     return total or 0
+
+
+def organizations_out_of_balance() -> list[tuple[int, int, int]]:
+    """(organization id, balance, ledger sum) wherever the two differ; empty when all is well."""
+    sums = dict(
+        LedgerEntry.objects.values("organization_id")
+        .annotate(total=Sum("amount_micros"))
+        .order_by()
+        .values_list("organization_id", "total")
+    )
+    return [
+        (org_id, balance, sums.get(org_id, 0))
+        for org_id, balance in Organization.objects.values_list("id", "balance_micros")
+        if balance != sums.get(org_id, 0)
+    ]

@@ -202,3 +202,16 @@ def test_billing_jobs_command_runs_each_job():
         "0 grant(s) expired",
     ]
     assert UsageRollup.objects.get(day=DAY).requests == 1
+
+
+def test_check_finds_a_balance_that_left_its_ledger():
+    from django.core.management import CommandError, call_command
+
+    from billing.models import Organization
+
+    org = make_org()
+    settle_usage(make_report(org))
+    call_command("billing_jobs", "check")
+    Organization.objects.filter(pk=org.pk).update(balance_micros=0)  # written behind the ledger
+    with pytest.raises(CommandError):
+        call_command("billing_jobs", "check")

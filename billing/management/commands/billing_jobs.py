@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from billing.credits import credits_expire_all_due
 from billing.invoices import invoices_issue_for_month, previous_month
+from billing.ledger import organizations_out_of_balance
 from billing.rollups import usage_rollup_day
 
 
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     help = "Run billing jobs now: daily usage rollups, month-end invoices, credit expiry."
 
     def add_arguments(self, parser):
-        parser.add_argument("job", choices=["rollup", "invoices", "expire"])
+        parser.add_argument("job", choices=["rollup", "invoices", "expire", "check"])
         parser.add_argument("--day", type=date.fromisoformat, help="rollup: one day (YYYY-MM-DD)")
         parser.add_argument("--days", type=int, default=2, help="rollup: the last N finished days")
         parser.add_argument("--month", help="invoices: YYYY-MM (default: last month)")
@@ -38,6 +39,13 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"{chosen:%Y-%m}: {len(issued)} invoice(s) issued")
+        elif job == "check":
+            wrong = organizations_out_of_balance()
+            for org_id, balance, total in wrong:
+                self.stderr.write(f"organization {org_id}: balance {balance} != ledger {total}")
+            if wrong:
+                raise CommandError(f"{len(wrong)} organization(s) out of balance")
+            self.stdout.write("every balance equals its ledger")
         else:
             expired = credits_expire_all_due()
             self.stdout.write(f"{expired} grant(s) expired")
