@@ -66,7 +66,7 @@
 
   function send() {
     const text = prompt.value.trim();
-    if (!text || run.running || !select.value) return;
+    if (!text || run.running || !select.value || select.value === "__compare__") return;
     conversation.add("user", attachments.take(text));
     prompt.value = "";
     start();
