@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
@@ -30,6 +31,7 @@ def signup(request):
     return render(request, "registration/signup.html", {"form": form})
 
 
+@never_cache  # the response may carry a raw key: no browser or proxy may keep it
 @login_required
 def api_keys(request):
     """List, create (raw key shown once, in this response only) and revoke the user's own keys."""

@@ -116,7 +116,9 @@ def test_project_switch_ignores_offsite_next(client, signed_in):
 
 def test_api_key_created_is_shown_once_and_listed_by_prefix(client, signed_in):
     user, _ = signed_in
-    page = client.post("/settings/keys/", {"action": "create", "name": "laptop"}).content.decode()
+    response = client.post("/settings/keys/", {"action": "create", "name": "laptop"})
+    assert "no-store" in response.headers["Cache-Control"]
+    page = response.content.decode()
     key = ApiKey.objects.get(user=user)
     raw = page.split('<code id="new-key">')[1].split("</code>")[0]
     assert raw.startswith(key.prefix) and key.matches(raw)
