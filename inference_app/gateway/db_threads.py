@@ -12,11 +12,12 @@ signals would.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import AsyncToSync, sync_to_async
 from django.db import close_old_connections, connection
 
 _sqlite_executor: ThreadPoolExecutor | None = None
@@ -40,8 +41,19 @@ def _with_fresh_connection(function: Callable[..., Any], *args: Any, **kwargs: A
     return function(*args, **kwargs)
 
 
+def under_sync_caller() -> bool:
+    """Is this event loop run by `async_to_sync` for sync code (Django's test Client, a
+    management command)? Then the ORM belongs to that code's thread: its connection, its
+    transaction, and a loop that ends with the call."""
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return True
+    return asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
+
+
 async def run_db(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """`function(*args, **kwargs)` on a gateway DB thread; one call = one unit of work."""
+    if under_sync_caller():
+        return await sync_to_async(function, thread_sensitive=True)(*args, **kwargs)
     return await sync_to_async(
         _with_fresh_connection, thread_sensitive=False, executor=_executor()
     )(function, *args, **kwargs)

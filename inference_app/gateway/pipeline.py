@@ -432,4 +432,4 @@ class ChatCall:
             created_at=self._created_at,
             finished_at=finished_at,
         )
-        self._settlement = settlement.submit(report)
+        self._settlement = await settlement.settle(report)

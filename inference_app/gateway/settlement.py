@@ -17,7 +17,7 @@ import logging
 import time
 
 from billing.usage import UsageReport, settle_usage
-from inference_app.gateway.db_threads import run_db
+from inference_app.gateway.db_threads import run_db, under_sync_caller
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,18 @@ RETRY_DELAYS_SECONDS = (0.2, 1.0, 5.0)
 
 _pending: dict[str, UsageReport] = {}
 _tasks: set[asyncio.Task] = set()
+
+
+async def settle(report: UsageReport) -> asyncio.Task | None:
+    """Settle `report`: in the background (returns the task) when an ASGI server runs the loop,
+    at once when sync code does (its loop ends with the call, and the row is expected after)."""
+    if under_sync_caller():
+        try:
+            await run_db(_settle_now, report)
+        except Exception:
+            log.exception("could not settle usage: %r", report)
+        return None
+    return submit(report)
 
 
 def submit(report: UsageReport) -> asyncio.Task:
