@@ -2,7 +2,7 @@
 
 A request holds one user slot and one project slot from before the engine call until it ends;
 both are taken together or not at all. Two implementations, chosen by settings:
-- in-process counters (the single-machine default), and
+- in-process slots (the single-machine default), and
 - Redis (when REDIS_URL is set), shared by every gateway process: a sorted set per user and per
   project whose members are request ids scored by lease expiry. A crashed process's slots
   expire with their lease; a long stream renews its lease while it runs.
@@ -65,37 +65,51 @@ class Lease:
 
 
 class InProcessLimiter:
-    """Counters in this process's memory; correct for one gateway process."""
+    """Slots in this process's memory; correct for one gateway process. Leases expire like
+    Redis' do, so a call that is never closed cannot hold a slot forever."""
 
-    def __init__(self) -> None:
-        self._users: dict[int, set[str]] = {}
-        self._projects: dict[int, set[str]] = {}
+    def __init__(self, lease_seconds: float) -> None:
+        self.lease_seconds = lease_seconds
+        # key -> {request id: lease expiry (monotonic)}
+        self._users: dict[int, dict[str, float]] = {}
+        self._projects: dict[int, dict[str, float]] = {}
+
+    @staticmethod
+    def _live(table: dict[int, dict[str, float]], key: int, now: float) -> dict[str, float]:
+        held = table.setdefault(key, {})
+        for request_id in [r for r, expiry in held.items() if expiry <= now]:
+            del held[request_id]
+        return held
 
     async def acquire(self, *, user_id, user_limit, project_id, project_limit, request_id) -> bool:
         # No await between the checks and the adds: atomic on the event loop.
-        user = self._users.setdefault(user_id, set())
-        project = self._projects.setdefault(project_id, set())
+        now = time.monotonic()
+        user = self._live(self._users, user_id, now)
+        project = self._live(self._projects, project_id, now)
         if len(user) >= user_limit or len(project) >= project_limit:
             return False
-        user.add(request_id)
-        project.add(request_id)
+        user[request_id] = project[request_id] = now + self.lease_seconds
         return True
 
     async def release(self, *, user_id, project_id, request_id) -> None:
         for table, key in ((self._users, user_id), (self._projects, project_id)):
             held = table.get(key)
             if held is not None:
-                held.discard(request_id)
+                held.pop(request_id, None)
                 if not held:
                     del table[key]
 
     async def renew(self, *, user_id, project_id, request_id) -> None:
-        return None  # nothing expires in process memory
+        expiry = time.monotonic() + self.lease_seconds
+        for table, key in ((self._users, user_id), (self._projects, project_id)):
+            held = table.get(key)
+            if held is not None and request_id in held:
+                held[request_id] = expiry
 
     async def in_flight(self, *, user_id=None, project_id=None) -> int:
         if user_id is not None:
-            return len(self._users.get(user_id, ()))
-        return len(self._projects.get(project_id, ()))
+            return len(self._live(self._users, user_id, time.monotonic()))
+        return len(self._live(self._projects, project_id, time.monotonic()))
 
 
 # KEYS: user zset, project zset. ARGV: user limit, project limit, request id, lease seconds.
@@ -217,7 +231,7 @@ def get_limiter() -> Limiter:
         if settings.REDIS_URL:
             _limiter = RedisLimiter(*config)
         else:
-            _limiter = InProcessLimiter()
+            _limiter = InProcessLimiter(settings.CONCURRENCY_LEASE_SECONDS)
         _limiter_config = config
     return _limiter
 

@@ -117,6 +117,7 @@ class ChatCall:
         self._finishing: asyncio.Task | None = None
         self._settlement: asyncio.Task | None = None
         self._consumed = False
+        self._charged = True
 
     # --- admission ---------------------------------------------------------------------------
 
@@ -216,29 +217,35 @@ class ChatCall:
             raise RuntimeError("the result of this call was already read")
         self._consumed = True
         try:
-            try:
-                completion = await engine_client.read_json(self._response)
-            except (httpx.HTTPError, ValueError) as exc:
-                log.warning("engine %s failed mid-answer: %r", self.deployment, exc)
-                error = errors.server_error()
-                await self._settle(status="error", http_status=500, error_code="server_error")
-                raise error from None
-            self._mark_first_token()
-            completion["id"] = self.request_id
-            completion["model"] = self.model
-            completion.pop("timings", None)  # llama.cpp's extra; not part of the OpenAI shape
-            for choice in completion.get("choices") or ():
-                message = choice.get("message") or {}
-                self._counter.add_text(message.get("content") or "")
-                self._counter.add_text(str(message.get("tool_calls") or ""))
-                self.finish_reason = choice.get("finish_reason") or self.finish_reason
-            self._take_usage(completion.get("usage"))
-            completion["usage"] = self._final_usage()
-            await self._settle(status="ok", http_status=200, error_code="")
-            return completion
+            completion = await engine_client.read_json(self._response)
+            if not isinstance(completion, dict) or not isinstance(completion.get("choices"), list):
+                raise ValueError(f"not a chat completion: {str(completion)[:200]}")
+            self._take_completion(completion)
         except asyncio.CancelledError:
             await self._settle(status="cancelled", http_status=499, error_code="cancelled")
             raise
+        except Exception as exc:
+            log.warning("engine %s failed mid-answer: %r", self.deployment, exc)
+            # A plain answer is all or nothing: the caller got nothing, so is charged nothing.
+            self._charged = False
+            await self._settle(status="error", http_status=500, error_code="server_error")
+            raise errors.server_error() from None
+        await self._settle(status="ok", http_status=200, error_code="")
+        return completion
+
+    def _take_completion(self, completion: dict) -> None:
+        """Account for the engine's answer and make it ours (id, model, usage)."""
+        self._mark_first_token()
+        completion["id"] = self.request_id
+        completion["model"] = self.model
+        completion.pop("timings", None)  # llama.cpp's extra; not part of the OpenAI shape
+        for choice in completion["choices"]:
+            message = choice.get("message") or {}
+            self._counter.add_text(message.get("content") or "")
+            self._counter.add_text(str(message.get("tool_calls") or ""))
+            self.finish_reason = choice.get("finish_reason") or self.finish_reason
+        self._take_usage(completion.get("usage"))
+        completion["usage"] = self._final_usage()
 
     async def chunks(self) -> AsyncIterator[dict]:
         """chat.completion.chunk dicts (streaming calls), then the usage chunk if asked for."""
@@ -406,7 +413,7 @@ class ChatCall:
             return
         # Nothing reached the engine's answer yet (refused, cancelled while opening): nothing
         # was generated, so the prompt is not charged either.
-        opened = self._response is not None
+        opened = self._response is not None and self._charged
         usage = self._final_usage() if opened else {"prompt_tokens": 0, "completion_tokens": 0}
         finished_at = datetime.now(UTC)
         report = UsageReport(

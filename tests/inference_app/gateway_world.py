@@ -76,7 +76,8 @@ class EngineStream(httpx.AsyncByteStream):
 @dataclasses.dataclass
 class FakeEngine:
     """Answers chat completions per host: 'ok', 'refuse', 'http500', 'http503', 'http400',
-    'break' (stream fails after two tokens). Records every request it gets."""
+    'break' (stream fails after two tokens), 'garbage' (200 with a body that is no completion).
+    Records every request it gets."""
 
     behaviour: dict[str, str] = dataclasses.field(default_factory=dict)
     tokens: list[str] = dataclasses.field(
@@ -111,6 +112,10 @@ class FakeEngine:
             return httpx.Response(
                 400, json={"error": {"message": "the request exceeds the context size"}}
             )
+        if behaviour == "garbage":
+            if payload.get("stream"):
+                return httpx.Response(200, content=b"data: [1, 2]\n\ndata: [DONE]\n\n")
+            return httpx.Response(200, content=b"<html>proxy error</html>")
         prompt_tokens = 7
         if not payload.get("stream"):
             body = {

@@ -39,7 +39,19 @@ async def exercise(limiter, *, user_limit=2, project_limit=3):
 
 
 async def test_in_process_limiter():
-    await exercise(InProcessLimiter())
+    await exercise(InProcessLimiter(lease_seconds=60))
+
+
+async def test_in_process_leases_expire_and_renewal_keeps_them():
+    limiter = InProcessLimiter(lease_seconds=0.3)
+    grab = dict(user_limit=5, project_id=3, project_limit=5)
+    assert await limiter.acquire(user_id=1, request_id="leaked", **grab)
+    assert await limiter.acquire(user_id=2, request_id="alive", **grab)
+    await asyncio.sleep(0.2)
+    await limiter.renew(user_id=2, project_id=3, request_id="alive")
+    await asyncio.sleep(0.2)
+    assert await limiter.in_flight(user_id=1) == 0
+    assert await limiter.in_flight(project_id=3) == 1
 
 
 async def test_acquire_slots_raises_429_with_retry_after(settings):

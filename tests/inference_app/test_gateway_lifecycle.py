@@ -212,7 +212,7 @@ async def test_user_concurrency_limit_spans_projects(world, fake_engine):
     await held.aclose()
 
 
-@pytest.mark.parametrize("behaviour", ["refuse", "http500", "http400", "break"])
+@pytest.mark.parametrize("behaviour", ["refuse", "http500", "http400", "break", "garbage"])
 async def test_slots_are_released_on_engine_errors(world, fake_engine, behaviour):
     fake_engine.behaviour["engine-a.test"] = behaviour
     for stream in (False, True):
@@ -282,3 +282,21 @@ async def test_cancelled_while_reserving_leaves_no_hold_and_no_slot(
     assert await slots_in_use(world) == (0, 0)
     state = await ledger(world)
     assert state["reservations"] == 0 and state["reserved"] == 0 and state["usage_rows"] == 0
+
+
+async def test_an_answer_that_is_no_completion_is_500_and_charged_nothing(world, fake_engine):
+    fake_engine.behaviour["engine-a.test"] = "garbage"
+    before = await ledger(world)
+    response = await AsyncClient().post(
+        URL,
+        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
+        content_type="application/json",
+        headers=world.headers(),
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "server_error"
+    [row] = await usage_rows()
+    assert row.status == "error" and row.cost_micros == 0
+    after = await ledger(world)
+    assert after["balance"] == before["balance"] and after["reserved"] == 0
+    assert await slots_in_use(world) == (0, 0)
