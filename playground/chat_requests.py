@@ -14,6 +14,8 @@ _NUMERIC_PARAMS = {
     "seed": int,
 }
 MAX_STOP_SEQUENCES = 4
+# Compare shows up to this many panes; one socket runs at most this many at once.
+MAX_PANES = 6
 
 
 class PlaygroundRequestError(ValueError):

@@ -4,9 +4,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from playground.catalog_views import api_base_url
+from playground.chat_requests import MAX_PANES
 from playground.selectors import current_project, served_models
-
-MAX_PANES = 6
 
 
 def _models_json(models) -> list[dict]:
@@ -47,7 +46,8 @@ def playground(request):
 @login_required
 def compare(request):
     context = _page_context(request)
-    wanted = [m for m in request.GET.get("models", "").split(",") if m.strip()][:MAX_PANES]
+    wanted = [m.strip() for m in request.GET.get("models", "").split(",") if m.strip()]
+    wanted = wanted[:MAX_PANES]
     served_ids = [m.model_id for m in context["models"]]
     if len(wanted) < 2:
         # A comparison needs two panes: fill up with served models (or repeat the one given).

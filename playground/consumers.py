@@ -16,13 +16,12 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from playground.chat_requests import PlaygroundRequestError, chat_body_build
+from playground.chat_requests import MAX_PANES, PlaygroundRequestError, chat_body_build
 from playground.chat_runs import pane_run
 from playground.selectors import current_project
 
 # "Unauthorized", in the 4000-4999 range applications may use.
 CLOSE_UNAUTHENTICATED = 4401
-MAX_PANES = 6
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
