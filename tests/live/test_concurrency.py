@@ -146,10 +146,17 @@ class CounterSampler:
 
 
 async def burst(clients, count: int, *, max_tokens: int, behave) -> tuple[list, list]:
-    """Start `count` streaming requests at once; `behave(stream, admitted_index)` consumes each
-    admitted stream. Returns (admitted results, rejections)."""
+    """Start `count` streaming requests at once; once every one of them is answered (admitted
+    or refused), `behave(stream, admitted_index)` consumes each admitted stream. Holding the
+    admitted streams until then keeps a slot freed early from letting a late request in.
+    Returns (admitted results, rejections)."""
     admitted_order = itertools.count()
-    start = asyncio.Event()
+    start, all_answered = asyncio.Event(), asyncio.Event()
+    answered = itertools.count(1)
+
+    def answer() -> None:
+        if next(answered) == count:
+            all_answered.set()
 
     async def one(i: int):
         await start.wait()
@@ -159,6 +166,9 @@ async def burst(clients, count: int, *, max_tokens: int, behave) -> tuple[list, 
             )
         except openai.RateLimitError as error:
             return ("rejected", error)
+        finally:
+            answer()  # on any outcome, or a failing request would leave the others waiting
+        await all_answered.wait()
         return ("admitted", await behave(stream, next(admitted_order)))
 
     tasks = [asyncio.create_task(one(i)) for i in range(count)]
