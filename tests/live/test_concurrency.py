@@ -264,7 +264,7 @@ async def test_user_limit_holds_across_two_processes(stack, fake_engine):
     """uma may run 2 requests at a time, whatever the project allows."""
     clients = clients_for(stack, stack.api_keys["uma"], "scale/wide")
     fake_engine_reset(fake_engine)
-    admitted, rejected = await burst(clients, 6, max_tokens=40, behave=read_to_end)
+    admitted, rejected = await burst(clients, 6, max_tokens=STREAM_TOKENS, behave=read_to_end)
     assert len(admitted) == 2 and len(rejected) == 4, (admitted, rejected)
     assert all(error.code == "concurrency_limit_reached" for error in rejected)
     assert fake_engine_stats(fake_engine)["max_concurrent"] == 2

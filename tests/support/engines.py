@@ -55,23 +55,14 @@ def _start_engine(
     return EngineProcess(process=process, port=port, log_path=log_path)
 
 
-def start_embedded_engine(*, var_dir: Path, parallel: int = 4) -> EngineProcess:
-    """`manage.py run_engine`: SmolLM2 on llama.cpp, the product's own embedded engine."""
+def start_embedded_engine(*, var_dir: Path) -> EngineProcess:
+    """`manage.py run_engine`: SmolLM2 on llama.cpp, the product's own embedded engine, with
+    its default settings."""
     env = {**os.environ, "YARDSTICK_VAR_DIR": str(var_dir)}
     env.pop("DATABASE_URL", None)
     return _start_engine(
         "embedded-engine",
-        lambda port: [
-            PYTHON,
-            "manage.py",
-            "run_engine",
-            "--port",
-            str(port),
-            "--parallel",
-            str(parallel),
-            "--context",
-            "4096",
-        ],
+        lambda port: [PYTHON, "manage.py", "run_engine", "--port", str(port)],
         var_dir=var_dir,
         env=env,
         timeout=120,
