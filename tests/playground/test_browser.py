@@ -296,6 +296,11 @@ def test_select_three_cards_and_compare_them_streaming_from_the_engine(
     assert page.evaluate("location.search") == f"?models={SMOL},{LLAMA_8B},{PHI}"
     panes = page.locator(".pane")
     assert panes.count() == 3
+    # Each pane has its own parameters: short answers keep the test quick.
+    for i in range(3):
+        panes.nth(i).locator('[data-action="settings"]').click()
+        panes.nth(i).locator('[data-param="max_tokens"]').fill(str(40 + i))
+        panes.nth(i).locator('[data-action="settings"]').click()
     page.fill("#prompt", "Write two sentences about the sea.")
     page.keyboard.press("Enter")
     # While streaming, live metrics (elapsed) tick in every pane.
@@ -308,7 +313,7 @@ def test_select_three_cards_and_compare_them_streaming_from_the_engine(
         pane = panes.nth(i)
         pane.locator(".msg-assistant [data-metric=finish]").wait_for(timeout=120_000)
         assert pane.locator(".msg-assistant .msg-content").inner_text().strip()
-        assert int(pane.locator("[data-m=tokens]").inner_text()) > 0
+        assert 0 < int(pane.locator("[data-m=tokens]").inner_text()) <= 40 + i
         assert re.fullmatch(r"\d+ ms|\d+\.\d\d s", pane.locator("[data-m=ttft]").inner_text())
         assert re.fullmatch(r"\d+\.\d", pane.locator("[data-m=rate]").inner_text())
         assert pane.locator("[data-m=cost]").inner_text().startswith("$")
@@ -324,6 +329,7 @@ def test_playground_chat_round_trip_with_the_engine(page, stack, embedded_engine
     sign_in(page)
     page.goto(f"/playground/?model={SMOL}")
     page.fill("#system-prompt", "You are a concise assistant.")
+    page.fill('[data-param="max_tokens"]', "48")
     page.fill("#prompt", "What is the capital of France?")
     page.keyboard.press("Enter")
     assert page.locator("#stop").is_visible()
@@ -332,7 +338,7 @@ def test_playground_chat_round_trip_with_the_engine(page, stack, embedded_engine
     assert page.locator(".msg-assistant .msg-content").last.inner_text().strip()
     for label in ("TTFT", "tok/s", "prompt", "completion", "cost", "finish"):
         assert meta.locator(f"[data-metric='{label}']").count() == 1
-    assert int(meta.locator("[data-metric=completion] b").inner_text()) > 0
+    assert 0 < int(meta.locator("[data-metric=completion] b").inner_text()) <= 48
     assert page.locator("#send").is_visible()
 
     # A second turn carries the history; then retry regenerates the last answer.
@@ -345,6 +351,7 @@ def test_playground_chat_round_trip_with_the_engine(page, stack, embedded_engine
     code = page.locator("#code-text").inner_text()
     assert "curl http://127.0.0.1" in code and "$YARDSTICK_API_KEY" in code
     assert '"You are a concise assistant."' in code and "And of Italy?" in code
+    assert '"max_tokens": 48' in code
     assert not re.search(r"ys-[A-Za-z0-9_-]{8}", code)  # no real key in the snippet
     page.click("[data-code-tab=python]")
     assert 'os.environ["YARDSTICK_API_KEY"]' in page.locator("#code-text").inner_text()
