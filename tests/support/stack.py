@@ -13,6 +13,7 @@ Every child gets the same environment, so several daphne processes share one dat
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from subprocess import Popen
@@ -121,6 +122,15 @@ class Stack:
     @property
     def url(self) -> str:
         return self.urls[0]
+
+    def crash_server(self, url: str) -> None:
+        """SIGKILL one daphne process (no cleanup runs in it: a crashed machine)."""
+        for process, port in self.servers:
+            if url == f"http://127.0.0.1:{port}":
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+                return
+        raise ValueError(f"no server at {url}")
 
     def stop(self) -> None:
         for process, _ in self.servers:
