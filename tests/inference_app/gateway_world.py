@@ -226,6 +226,26 @@ def make_world() -> World:
     )
 
 
+async def post_chat(
+    world: World | None,
+    body: dict | None = None,
+    *,
+    project: str | None = "team-a/main",
+    raw: bytes | None = None,
+    headers: dict | None = None,
+):
+    """POST /v1/chat/completions through Django's AsyncClient, as `world`'s key (None: no key)."""
+    from django.test import AsyncClient
+
+    auth = world.headers(project) if world is not None else {}
+    return await AsyncClient().post(
+        "/v1/chat/completions",
+        data=raw if raw is not None else json.dumps(body),
+        content_type="application/json",
+        headers={**auth, **(headers or {})},
+    )
+
+
 async def ledger(world: World) -> dict:
     """The ledger once every background settlement has been written."""
     await settlement.drain()

@@ -4,7 +4,6 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import AsyncClient
 
 from billing.models import Organization, Reservation
 from inference_app.gateway import settlement
@@ -14,20 +13,12 @@ from tests.inference_app.gateway_world import (
     TWO_DEPLOYMENTS_MODEL,
     VISION_MODEL,
     ledger,
+    post_chat,
     slots_in_use,
     usage_rows,
 )
 
 URL = "/v1/chat/completions"
-
-
-async def post(world, body, project="team-a/main", **headers):
-    return await AsyncClient().post(
-        URL,
-        data=json.dumps(body),
-        content_type="application/json",
-        headers={**world.headers(project), **headers},
-    )
 
 
 async def read_sse(response) -> list[str]:
@@ -40,7 +31,7 @@ async def read_sse(response) -> list[str]:
 
 async def test_non_streaming_completion_is_settled_once(world, fake_engine):
     before = await ledger(world)
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 50})
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 50})
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["object"] == "chat.completion"
@@ -67,7 +58,7 @@ async def test_non_streaming_completion_is_settled_once(world, fake_engine):
 
 async def test_engine_gets_upstream_name_a_completion_cap_and_extra_fields(world, fake_engine):
     body = {"model": TEXT_MODEL, "messages": HELLO, "top_k": 5, "logit_bias": {"42": 1}}
-    response = await post(world, body)
+    response = await post_chat(world, body)
     assert response.status_code == 200
     [(host, sent)] = fake_engine.requests
     assert host == "engine-a.test"
@@ -80,7 +71,7 @@ async def test_engine_gets_upstream_name_a_completion_cap_and_extra_fields(world
 
 async def test_max_completion_tokens_is_sent_as_max_tokens(world, fake_engine):
     body = {"model": TEXT_MODEL, "messages": HELLO, "max_completion_tokens": 33}
-    assert (await post(world, body)).status_code == 200
+    assert (await post_chat(world, body)).status_code == 200
     [(_, sent)] = fake_engine.requests
     assert sent["max_tokens"] == 33 and "max_completion_tokens" not in sent
 
@@ -92,7 +83,7 @@ async def test_streaming_sends_chunks_usage_and_done(world, fake_engine):
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    response = await post(world, body)
+    response = await post_chat(world, body)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache"
@@ -120,7 +111,7 @@ async def test_streaming_sends_chunks_usage_and_done(world, fake_engine):
 async def test_streaming_without_include_usage_sends_no_usage_but_asks_the_engine(
     world, fake_engine
 ):
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO, "stream": True})
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO, "stream": True})
     events = await read_sse(response)
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
@@ -136,7 +127,7 @@ async def test_without_engine_usage_the_gateway_counts(world, fake_engine, strea
     fake_engine.send_usage = False
     fake_engine.tokens = ["one", " two", " three", " four"]
     body = {"model": TEXT_MODEL, "messages": HELLO, "stream": stream}
-    response = await post(world, body)
+    response = await post_chat(world, body)
     if stream:
         await read_sse(response)
     [row] = await usage_rows()
@@ -148,7 +139,7 @@ async def test_without_engine_usage_the_gateway_counts(world, fake_engine, strea
 
 async def test_engine_failing_mid_stream_sends_an_error_event_and_settles(world, fake_engine):
     fake_engine.behaviour["engine-a.test"] = "break"
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO, "stream": True})
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO, "stream": True})
     assert response.status_code == 200
     events = await read_sse(response)
     assert "[DONE]" not in events
@@ -169,7 +160,7 @@ async def test_image_parts_are_accepted_for_a_vision_model(world, fake_engine):
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
     ]
     body = {"model": VISION_MODEL, "messages": [{"role": "user", "content": content}]}
-    response = await post(world, body)
+    response = await post_chat(world, body)
     assert response.status_code == 200, response.content
     [(_, sent)] = fake_engine.requests
     assert sent["messages"][0]["content"][1]["image_url"]["url"].startswith("data:image/png")
@@ -178,7 +169,7 @@ async def test_image_parts_are_accepted_for_a_vision_model(world, fake_engine):
 async def test_failover_skips_a_deployment_that_refuses_connections(world, fake_engine):
     fake_engine.behaviour["engine-1.test"] = "refuse"
     for _ in range(2):
-        response = await post(world, {"model": TWO_DEPLOYMENTS_MODEL, "messages": HELLO})
+        response = await post_chat(world, {"model": TWO_DEPLOYMENTS_MODEL, "messages": HELLO})
         assert response.status_code == 200, response.content
     # The first request tried engine-1 (the heavy favourite), failed over; the second request
     # skipped it (marked unhealthy) and went straight to engine-2.
@@ -192,14 +183,16 @@ async def test_failover_skips_a_deployment_that_refuses_connections(world, fake_
 
 
 async def test_default_project_when_no_project_header(world, fake_engine):
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO}, project=None)
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO}, project=None)
     assert response.status_code == 200
     [row] = await usage_rows()
     assert (row.team, row.project) == ("team-a", "main")
 
 
 async def test_named_project_is_used(world, fake_engine):
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO}, project="team-a/second")
+    response = await post_chat(
+        world, {"model": TEXT_MODEL, "messages": HELLO}, project="team-a/second"
+    )
     assert response.status_code == 200
     [row] = await usage_rows()
     assert row.project == "second"
@@ -209,13 +202,13 @@ async def test_last_used_at_is_recorded(world, fake_engine):
     from inference_app.models import ApiKey
 
     assert (await ApiKey.objects.aget(prefix=world.key_prefix)).last_used_at is None
-    await post(world, {"model": TEXT_MODEL, "messages": HELLO})
+    await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert (await ApiKey.objects.aget(prefix=world.key_prefix)).last_used_at is not None
 
 
 async def test_balance_is_charged_only_for_what_was_used(world, fake_engine):
     org_before = await Organization.objects.aget(pk=world.organization.pk)
-    await post(world, {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 1000})
+    await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 1000})
     await settlement.drain()
     org_after = await Organization.objects.aget(pk=world.organization.pk)
     # Reserved for 1000 completion tokens (2000 micros), charged for 5 (+7 prompt).

@@ -23,6 +23,7 @@ from tests.inference_app.gateway_world import (
     VISION_MODEL,
     asgi_request,
     ledger,
+    post_chat,
     slots_in_use,
 )
 
@@ -54,14 +55,6 @@ async def nothing_taken(world, fake_engine):
     assert await slots_in_use(world) == (0, 0)
 
 
-async def post(world, body, project="team-a/main", raw=None, **extra):
-    headers = {**world.headers(project), **extra.pop("headers", {})}
-    data = raw if raw is not None else json.dumps(body)
-    return await AsyncClient().post(
-        URL, data=data, content_type="application/json", headers=headers, **extra
-    )
-
-
 # --- 401 -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "authorization",
@@ -69,25 +62,19 @@ async def post(world, body, project="team-a/main", raw=None, **extra):
 )
 async def test_missing_or_malformed_key_is_401(world, fake_engine, nothing_taken, authorization):
     headers = {} if authorization is None else {"Authorization": authorization}
-    response = await AsyncClient().post(
-        URL,
-        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
-        content_type="application/json",
-        headers=headers,
-    )
+    response = await post_chat(None, {"model": TEXT_MODEL, "messages": HELLO}, headers=headers)
     assert_error(response, 401, "invalid_api_key", "Invalid Authentication")
     assert fake_engine.requests == []
 
 
 async def test_forged_key_with_a_known_prefix_is_401(world, fake_engine):
     # The real key first, so the prefix is cached: the hash must still be compared.
-    assert (await post(world, {"model": TEXT_MODEL, "messages": HELLO})).status_code == 200
+    assert (await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})).status_code == 200
     before = await ledger(world)
     forged = world.raw_key[:12] + "x" * 30
-    response = await AsyncClient().post(
-        URL,
-        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
-        content_type="application/json",
+    response = await post_chat(
+        None,
+        {"model": TEXT_MODEL, "messages": HELLO},
         headers={"Authorization": f"Bearer {forged}"},
     )
     assert_error(response, 401, "invalid_api_key")
@@ -98,18 +85,18 @@ async def test_revoked_key_is_401(world, fake_engine):
     key = await ApiKey.objects.aget(prefix=world.key_prefix)
     await sync_to_async(api_key_revoke)(api_key=key)
     before = await ledger(world)
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO})
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert_error(response, 401, "invalid_api_key", "Invalid Authentication")
     assert await ledger(world) == before
 
 
 async def test_revocation_takes_effect_once_the_cache_expires(world, fake_engine):
-    assert (await post(world, {"model": TEXT_MODEL, "messages": HELLO})).status_code == 200
+    assert (await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})).status_code == 200
     await settlement.drain()
     key = await ApiKey.objects.aget(prefix=world.key_prefix)
     await sync_to_async(api_key_revoke)(api_key=key)
     callers.clear_caches()  # what CACHE_SECONDS of waiting does
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO})
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert_error(response, 401, "invalid_api_key")
 
 
@@ -119,7 +106,7 @@ async def test_revocation_takes_effect_once_the_cache_expires(world, fake_engine
     ids=["another-teams-project", "unknown-project", "unknown-team", "no-slash", "extra", "empty"],
 )
 async def test_project_the_user_cannot_use_is_401(world, fake_engine, nothing_taken, project):
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO}, project=project)
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO}, project=project)
     assert_error(response, 401, "invalid_api_key", "Invalid Authentication")
     assert fake_engine.requests == []
 
@@ -127,7 +114,7 @@ async def test_project_the_user_cannot_use_is_401(world, fake_engine, nothing_ta
 async def test_user_without_any_project_is_401(world, fake_engine, nothing_taken):
     await Project.objects.filter(team__name="team-a").adelete()
     await Profile.objects.filter(user=world.user).aupdate(default_project=None)
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO}, project=None)
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO}, project=None)
     assert_error(response, 401, "invalid_api_key")
 
 
@@ -137,12 +124,7 @@ async def test_blocked_country_is_403_before_anything_else(world, fake_engine, s
     before = await ledger(world)
     # Even without a key: the geo check comes first.
     for headers in ({"CF-IPCountry": "xx"}, {**world.headers(), "CF-IPCountry": "XX"}):
-        response = await AsyncClient().post(
-            URL,
-            data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
-            content_type="application/json",
-            headers=headers,
-        )
+        response = await post_chat(None, {"model": TEXT_MODEL, "messages": HELLO}, headers=headers)
         assert_error(
             response,
             403,
@@ -151,7 +133,7 @@ async def test_blocked_country_is_403_before_anything_else(world, fake_engine, s
         )
     assert await ledger(world) == before
     # Another country is served.
-    response = await post(
+    response = await post_chat(
         world, {"model": TEXT_MODEL, "messages": HELLO}, headers={"CF-IPCountry": "FR"}
     )
     assert response.status_code == 200
@@ -236,7 +218,7 @@ BAD_BODIES = {
 @pytest.mark.parametrize("case", list(BAD_BODIES))
 async def test_invalid_request_is_400(world, fake_engine, nothing_taken, case):
     body, param = BAD_BODIES[case]
-    response = await post(world, body)
+    response = await post_chat(world, body)
     error = assert_error(response, 400, "invalid_request_error")
     assert error["type"] == "invalid_request_error"
     assert (error["param"] or "").startswith(param), error
@@ -244,27 +226,27 @@ async def test_invalid_request_is_400(world, fake_engine, nothing_taken, case):
 
 
 async def test_max_tokens_beyond_the_context_window_says_so(world, fake_engine, nothing_taken):
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 10**7})
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 10**7})
     error = assert_error(response, 400, "invalid_request_error")
     assert "maximum context length is 2048 tokens" in error["message"]
 
 
 async def test_image_for_a_text_model_says_so(world, fake_engine, nothing_taken):
     body = {"model": TEXT_MODEL, "messages": [{"role": "user", "content": IMAGE_CONTENT}]}
-    error = assert_error(await post(world, body), 400, "invalid_request_error")
+    error = assert_error(await post_chat(world, body), 400, "invalid_request_error")
     assert "does not support image" in error["message"]
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"text"', b"\xff\xfe"], ids=repr)
 async def test_malformed_json_is_400(world, fake_engine, nothing_taken, raw):
-    assert_error(await post(world, None, raw=raw), 400, "invalid_request_error")
+    assert_error(await post_chat(world, raw=raw), 400, "invalid_request_error")
 
 
 # --- 404 -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["no-such/model", UNDEPLOYED_MODEL])
 async def test_unknown_or_undeployed_model_is_404(world, fake_engine, nothing_taken, model):
     error = assert_error(
-        await post(world, {"model": model, "messages": HELLO}), 404, "model_not_found"
+        await post_chat(world, {"model": model, "messages": HELLO}), 404, "model_not_found"
     )
     assert error["param"] == "model"
 
@@ -274,7 +256,7 @@ async def test_disabled_deployment_means_404(world, fake_engine, nothing_taken):
 
     await Deployment.objects.filter(name="text-a").aupdate(is_enabled=False)
     assert_error(
-        await post(world, {"model": TEXT_MODEL, "messages": HELLO}), 404, "model_not_found"
+        await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO}), 404, "model_not_found"
     )
 
 
@@ -288,7 +270,7 @@ async def test_body_over_the_limit_is_413(world, fake_engine, nothing_taken, set
     settings.MAX_REQUEST_BYTES = 10_000
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
     body = {"model": TEXT_MODEL, "messages": [{"role": "user", "content": "x" * 20_000}]}
-    assert_error(await post(world, body), 413, "request_too_large")
+    assert_error(await post_chat(world, body), 413, "request_too_large")
 
 
 async def test_declared_length_over_the_limit_is_413(world, fake_engine, nothing_taken, settings):
@@ -325,7 +307,7 @@ async def test_actual_size_over_the_limit_is_413_whatever_the_header(
 async def test_no_credits_is_quota_error_that_must_not_be_retried(world, fake_engine):
     await Organization.objects.filter(pk=world.organization.pk).aupdate(balance_micros=0)
     before = await ledger(world)
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO})
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert_error(
         response,
         429,
@@ -352,7 +334,7 @@ async def test_engine_down_or_failing_is_5xx_and_costs_nothing(
     world, fake_engine, nothing_taken, behaviour, status, code, stream
 ):
     fake_engine.behaviour["engine-a.test"] = behaviour
-    response = await post(world, {"model": TEXT_MODEL, "messages": HELLO, "stream": stream})
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO, "stream": stream})
     error = assert_error(response, status, code)
     if code == "engine_overloaded":
         assert error["message"] == "The engine is currently overloaded, please try again later"
@@ -365,6 +347,8 @@ async def test_engine_refusing_the_request_is_400_with_its_message(
 ):
     fake_engine.behaviour["engine-a.test"] = "http400"
     error = assert_error(
-        await post(world, {"model": TEXT_MODEL, "messages": HELLO}), 400, "invalid_request_error"
+        await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO}),
+        400,
+        "invalid_request_error",
     )
     assert error["message"] == "the request exceeds the context size"

@@ -5,7 +5,6 @@ import asyncio
 import json
 
 import pytest
-from django.test import AsyncClient
 
 from billing.models import Reservation
 from inference_app.gateway import errors, resolve_api_caller, resolve_session_caller, settlement
@@ -16,6 +15,7 @@ from tests.inference_app.gateway_world import (
     TEXT_MODEL,
     asgi_request,
     ledger,
+    post_chat,
     slots_in_use,
     usage_rows,
 )
@@ -166,12 +166,7 @@ async def test_project_concurrency_limit_refuses_with_retry_after_and_frees_on_e
         caller, {"model": TEXT_MODEL, "messages": HELLO, "stream": True}
     )
     before = await ledger(world)
-    response = await AsyncClient().post(
-        URL,
-        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
-        content_type="application/json",
-        headers=world.headers(),
-    )
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert response.status_code == 429
     error = response.json()["error"]
     assert error["code"] == "concurrency_limit_reached"
@@ -179,21 +174,13 @@ async def test_project_concurrency_limit_refuses_with_retry_after_and_frees_on_e
     assert int(response["Retry-After"]) >= 1
     assert await ledger(world) == before  # the refusal took nothing
     # Another project of the same user is not limited by this one.
-    other = await AsyncClient().post(
-        URL,
-        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
-        content_type="application/json",
-        headers=world.headers("team-a/second"),
+    other = await post_chat(
+        world, {"model": TEXT_MODEL, "messages": HELLO}, project="team-a/second"
     )
     assert other.status_code == 200
     _ = [chunk async for chunk in held.chunks()]
     assert await slots_in_use(world) == (0, 0)
-    again = await AsyncClient().post(
-        URL,
-        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
-        content_type="application/json",
-        headers=world.headers(),
-    )
+    again = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert again.status_code == 200
 
 
@@ -216,11 +203,8 @@ async def test_user_concurrency_limit_spans_projects(world, fake_engine):
 async def test_slots_are_released_on_engine_errors(world, fake_engine, behaviour):
     fake_engine.behaviour["engine-a.test"] = behaviour
     for stream in (False, True):
-        response = await AsyncClient().post(
-            URL,
-            data=json.dumps({"model": TEXT_MODEL, "messages": HELLO, "stream": stream}),
-            content_type="application/json",
-            headers=world.headers(),
+        response = await post_chat(
+            world, {"model": TEXT_MODEL, "messages": HELLO, "stream": stream}
         )
         if stream and response.status_code == 200:
             _ = [part async for part in response.streaming_content]
@@ -238,12 +222,7 @@ async def test_unexpected_failure_is_500_in_our_shape_and_frees_the_slot(
         raise RuntimeError("database fell over")
 
     monkeypatch.setattr(pipeline, "reserve_credits", broken)
-    response = await AsyncClient().post(
-        URL,
-        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
-        content_type="application/json",
-        headers=world.headers(),
-    )
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "server_error"
     assert response["x-request-id"].startswith("chatcmpl-")
@@ -287,12 +266,7 @@ async def test_cancelled_while_reserving_leaves_no_hold_and_no_slot(
 async def test_an_answer_that_is_no_completion_is_500_and_charged_nothing(world, fake_engine):
     fake_engine.behaviour["engine-a.test"] = "garbage"
     before = await ledger(world)
-    response = await AsyncClient().post(
-        URL,
-        data=json.dumps({"model": TEXT_MODEL, "messages": HELLO}),
-        content_type="application/json",
-        headers=world.headers(),
-    )
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "server_error"
     [row] = await usage_rows()
