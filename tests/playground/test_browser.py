@@ -317,6 +317,7 @@ def test_select_three_cards_and_compare_them_streaming_from_the_engine(
         assert re.fullmatch(r"\d+ ms|\d+\.\d\d s", pane.locator("[data-m=ttft]").inner_text())
         assert re.fullmatch(r"\d+\.\d", pane.locator("[data-m=rate]").inner_text())
         assert pane.locator("[data-m=cost]").inner_text().startswith("$")
+    page.mouse.move(0, 0)
     page.screenshot(path=artifacts_dir / "compare-3-panes.png")
     rows = stack.usage_rows_since(before, expect=3)
     assert len(rows) == 3 and {r["source"] for r in rows} == {"playground"}

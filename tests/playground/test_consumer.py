@@ -17,6 +17,7 @@ from inference_app.asgi import application
 from inference_app.catalog import sync_catalog
 from inference_app.gateway import settlement
 from inference_app.models import CatalogModel, Deployment, Profile
+from tests.support.stack import CLOSED_ENGINE_URL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,6 +37,7 @@ async def usage_rows(*fields) -> list[dict]:
 FAST = "meta-llama/Llama-3.1-8B-Instruct"
 FAST_2 = "microsoft/Phi-4-mini-instruct"
 SLOW = "meta-llama/Llama-3.3-70B-Instruct"
+DOWN = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
 ORIGIN = (b"origin", b"http://testserver")
 
 
@@ -202,6 +204,17 @@ async def test_gateway_errors_reach_the_pane_as_readable_messages(member, deploy
     await ws.send_json_to(run_message("big", FAST, max_tokens=10_000_000))
     error = json.loads(await ws.receive_from(timeout=10))
     assert error["code"] == "invalid_request_error" and "context length" in error["message"]
+
+    # An engine that is down.
+    await Deployment.objects.acreate(
+        name="down",
+        model=await CatalogModel.objects.aget(model_id=DOWN),
+        base_url=CLOSED_ENGINE_URL,
+    )
+    await ws.send_json_to(run_message("down", DOWN))
+    error = json.loads(await ws.receive_from(timeout=20))
+    assert error["pane"] == "down" and error["status"] == 503
+    assert error["message"] == "The engine is currently overloaded, please try again later"
 
     # Credits spent: the quota error, as the API would answer it.
     await Organization.objects.filter(pk=project.team.organization_id).aupdate(balance_micros=0)
