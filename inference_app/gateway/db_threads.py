@@ -1,36 +1,100 @@
 """Running ORM services from the gateway's async code on reusable threads.
 
 `sync_to_async`'s default (thread-sensitive) mode gives every request a fresh thread and so a
-fresh database connection. The gateway's per-request work (reserve, settle, lookups) runs on
-long-lived threads instead, whose connections are kept per DB_CONN_MAX_AGE as in a WSGI worker:
-- PostgreSQL: a pool of threads, so transactions of different requests run in parallel;
-- SQLite: one thread, because SQLite serialises writers anyway and a single connection never
-  waits on (or, with the shared in-memory test database, fails on) another one's lock.
-Each call first drops connections that are broken or past their age, as Django's request
-signals would.
+fresh database connection. The gateway's per-request work runs on long-lived threads instead,
+whose connections are kept per DB_CONN_MAX_AGE as in a WSGI worker, in two lanes:
+- urgent (`run_db`): what a waiting request needs before it can go on (reserve, lookups);
+- background (`run_db_background`): what can follow the response (usage rows).
+PostgreSQL gets a pool of threads per lane, so transactions run in parallel. SQLite gets one
+thread for both lanes, urgent work first: SQLite serialises writers anyway, and one connection
+never waits on (or, with the in-memory test database, fails on) another one's lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import AsyncToSync, sync_to_async
 from django.db import close_old_connections, connection
 
-_sqlite_executor: ThreadPoolExecutor | None = None
+# Under sustained load one background job runs after this many urgent ones, so usage rows
+# (and the release of their reservations) cannot starve.
+URGENT_STREAK = 8
+BACKGROUND_THREADS = 4
 
 
-def _executor() -> ThreadPoolExecutor | None:
-    """The executor for this database; None means asyncio's default pool."""
-    global _sqlite_executor
-    if connection.vendor != "sqlite":
-        return None
-    if _sqlite_executor is None:
-        _sqlite_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-sqlite")
-    return _sqlite_executor
+class _SingleThread:
+    """One worker thread with an urgent and a background queue."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._queues: dict[bool, collections.deque] = {
+            True: collections.deque(),
+            False: collections.deque(),
+        }
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._streak = 0
+
+    def submit(self, urgent: bool, function: Callable, args: tuple, kwargs: dict) -> Future:
+        future: Future = Future()
+        with self._ready:
+            self._queues[urgent].append((future, function, args, kwargs))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return future
+
+    def _next_job(self):
+        with self._ready:
+            while not self._queues[True] and not self._queues[False]:
+                self._ready.wait()
+            take_urgent = bool(self._queues[True]) and (
+                not self._queues[False] or self._streak < URGENT_STREAK
+            )
+            self._streak = self._streak + 1 if take_urgent else 0
+            return self._queues[take_urgent].popleft()
+
+    def _run(self) -> None:
+        while True:
+            future, function, args, kwargs = self._next_job()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+class _Lane(Executor):
+    def __init__(self, worker: _SingleThread, urgent: bool) -> None:
+        self._worker = worker
+        self._urgent = urgent
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return self._worker.submit(self._urgent, fn, args, kwargs)
+
+
+_lanes: dict[bool, Executor | None] | None = None
+
+
+def _executor(urgent: bool) -> Executor | None:
+    """The executor for a lane of this database; None means asyncio's default pool."""
+    global _lanes
+    if _lanes is None:
+        if connection.vendor == "sqlite":
+            worker = _SingleThread("gateway-sqlite")
+            _lanes = {True: _Lane(worker, True), False: _Lane(worker, False)}
+        else:
+            background = ThreadPoolExecutor(BACKGROUND_THREADS, thread_name_prefix="gateway-bg")
+            _lanes = {True: None, False: background}
+    return _lanes[urgent]
 
 
 def _with_fresh_connection(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -50,10 +114,19 @@ def under_sync_caller() -> bool:
     return asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
 
 
-async def run_db(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """`function(*args, **kwargs)` on a gateway DB thread; one call = one unit of work."""
+async def _run(urgent: bool, function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     if under_sync_caller():
         return await sync_to_async(function, thread_sensitive=True)(*args, **kwargs)
     return await sync_to_async(
-        _with_fresh_connection, thread_sensitive=False, executor=_executor()
+        _with_fresh_connection, thread_sensitive=False, executor=_executor(urgent)
     )(function, *args, **kwargs)
+
+
+async def run_db(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` on the urgent lane: a request is waiting for it."""
+    return await _run(True, function, args, kwargs)
+
+
+async def run_db_background(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` on the background lane: nobody is waiting for it."""
+    return await _run(False, function, args, kwargs)

@@ -17,7 +17,7 @@ import logging
 import time
 
 from billing.usage import UsageReport, settle_usage
-from inference_app.gateway.db_threads import run_db, under_sync_caller
+from inference_app.gateway.db_threads import run_db, run_db_background, under_sync_caller
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def _write(report: UsageReport) -> None:
             if delay:
                 await asyncio.sleep(delay)
             try:
-                await run_db(_settle_now, report)
+                await run_db_background(_settle_now, report)
                 return
             except Exception:
                 if attempt == len(RETRY_DELAYS_SECONDS):
