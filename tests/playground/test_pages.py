@@ -199,6 +199,17 @@ def test_playground_dropdown_lists_served_models_and_compare(client, signed_in):
     group = html.split('<optgroup label="Yardstick Inference">')[1].split("</optgroup>")[0]
     assert f'value="{SMOL}"' in group and 'value="__compare__">Compare<' in group
     assert "DeepSeek" not in group  # no deployment, not in the dropdown
+    for param in (
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stop",
+    ):
+        assert f'data-param="{param}"' in html
+    assert 'data-param="presence_penalty" min="-2" max="2"' in html
     assert (
         "not served right now"
         in client.get("/playground/?model=deepseek-ai/DeepSeek-R1-0528").content.decode()
