@@ -79,6 +79,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 }
             )
             return
+        if not await self._session_alive():
+            # Signed out (here or in another tab) since the socket opened: it stops working.
+            await emit(
+                {
+                    "type": "error",
+                    "message": "Your session has ended: sign in again.",
+                    "code": "invalid_api_key",
+                    "status": 401,
+                }
+            )
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         try:
             body = chat_body_build(
                 model=message.get("model"),
@@ -100,6 +112,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(
             lambda t: self.runs.pop(pane, None) if self.runs.get(pane) is t else None
         )
+
+    async def _session_alive(self) -> bool:
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        return bool(key) and await sync_to_async(session.exists)(key)
 
     async def _stop(self, panes: list[str]) -> None:
         tasks = [self.runs.pop(p) for p in panes if p in self.runs]

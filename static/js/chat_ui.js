@@ -161,9 +161,14 @@
         for (const message of this.queue.splice(0)) ws.send(message);
       });
       ws.addEventListener("message", (event) => this.onEvent(JSON.parse(event.data)));
-      ws.addEventListener("close", () => {
-        this.onStatus("closed");
+      ws.addEventListener("close", (event) => {
         this.onEvent({ type: "connection_lost" });
+        if (event.code === 4401) {
+          // The server ended the session: retrying cannot help until the user signs in again.
+          this.onStatus("signed_out");
+          return;
+        }
+        this.onStatus("closed");
         // Reconnect with backoff; a refused socket (signed out) shows up as "closed" in the UI.
         setTimeout(() => this.connect(), this.retryMs);
         this.retryMs = Math.min(this.retryMs * 2, 10000);
@@ -178,7 +183,12 @@
   Y.showSocketStatus = function (status) {
     document.querySelectorAll("[data-socket-status]").forEach((el) => {
       el.dataset.state = status;
-      el.title = { open: "Connected", connecting: "Connecting…", closed: "Disconnected, retrying…" }[status];
+      el.title = {
+        open: "Connected",
+        connecting: "Connecting…",
+        closed: "Disconnected, retrying…",
+        signed_out: "Signed out: sign in again to chat",
+      }[status];
     });
   };
 

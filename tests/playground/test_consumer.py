@@ -10,6 +10,7 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.models import Session
 from django.test import Client
 
 from billing.models import Organization, UsageRecord
@@ -184,6 +185,18 @@ async def test_unauthenticated_socket_is_refused(db):
     ws, connected, code = await connect(None)
     assert not connected
     assert code == 4401
+
+
+async def test_signing_out_elsewhere_ends_the_open_socket(member, deployments):
+    user, _ = member
+    ws, connected, _ = await connect(user)
+    assert connected
+    await Session.objects.all().adelete()  # what sign-out (in any tab) does to the session
+    await ws.send_json_to(run_message("p", FAST))
+    error = json.loads(await ws.receive_from(timeout=10))
+    assert error["type"] == "error" and error["status"] == 401
+    assert (await ws.receive_output(timeout=5))["type"] == "websocket.close"
+    assert await UsageRecord.objects.acount() == 0
 
 
 async def test_cross_origin_socket_is_refused(member):
