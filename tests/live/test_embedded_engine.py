@@ -123,6 +123,24 @@ async def test_async_non_streaming_and_streaming(stack):
     assert len(rows) == 2 and all(row["status"] == "ok" for row in rows)
 
 
+@pytest.mark.parametrize(
+    "sampling", [{"temperature": 0}, {"temperature": 1.0, "seed": 1234}], ids=["greedy", "seeded"]
+)
+def test_sampling_parameters_reach_the_engine(client, sampling):
+    """Greedy decoding, or a fixed seed, makes the real model repeat itself word for word;
+    the engine's default sampling (temperature 0.8, a random seed) would not."""
+    story = [{"role": "user", "content": "Write one sentence about the sea."}]
+    answers = {
+        client.chat.completions.create(
+            model=EMBEDDED_MODEL, messages=story, max_tokens=MAX_TOKENS, **sampling
+        )
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    }
+    assert len(answers) == 1, answers
+
+
 def test_max_tokens_beyond_the_context_window_is_bad_request(stack):
     client = openai_client(stack.url, stack.api_keys["alice"], MAIN_PROJECT, max_retries=0)
     before = stack.usage_rows()
