@@ -304,6 +304,7 @@ class AsgiResult:
     status: int
     headers: dict[str, str]
     body_parts: list[bytes]
+    messages_received: int = 0  # how many ASGI messages the app read from the client
 
     @property
     def body(self) -> bytes:
@@ -321,6 +322,8 @@ async def asgi_request(
     body: bytes = b"",
     disconnect_after_parts: int | None = None,
     timeout: float = 10.0,
+    body_parts: list[bytes] | None = None,
+    size_limited: bool = False,
 ) -> AsgiResult:
     """Drive Django's ASGI handler directly, as daphne does: raw headers (so Content-Length can
     lie) and, optionally, a client that hangs up after reading some body parts."""
@@ -330,10 +333,13 @@ async def asgi_request(
 
         _asgi_handler = ASGIHandler()  # built once, as daphne does (middleware set-up is slow)
     inbox: asyncio.Queue = asyncio.Queue()
-    await inbox.put({"type": "http.request", "body": body, "more_body": False})
+    parts = body_parts if body_parts is not None else [body]
+    for index, part in enumerate(parts):
+        await inbox.put({"type": "http.request", "body": part, "more_body": index < len(parts) - 1})
     result = AsgiResult(status=0, headers={}, body_parts=[])
 
     async def receive():
+        result.messages_received += 1
         return await inbox.get()
 
     async def send(message):
@@ -361,5 +367,10 @@ async def asgi_request(
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    await asyncio.wait_for(_asgi_handler(scope, receive, send), timeout)
+    app = _asgi_handler
+    if size_limited:
+        from inference_app.gateway.body_limit import RequestSizeLimit
+
+        app = RequestSizeLimit(_asgi_handler)
+    await asyncio.wait_for(app(scope, receive, send), timeout)
     return result

@@ -303,6 +303,51 @@ async def test_actual_size_over_the_limit_is_413_whatever_the_header(
     assert json.loads(result.body)["error"]["code"] == "request_too_large"
 
 
+async def test_asgi_edge_refuses_a_declared_huge_body_without_reading_it(
+    world, fake_engine, nothing_taken, settings
+):
+    settings.MAX_REQUEST_BYTES = 10_000
+    result = await asgi_request(
+        "POST",
+        URL,
+        headers={**world.headers(), "content-type": "application/json", "content-length": "10001"},
+        body_parts=[b"x" * 100],  # what a client sent before the server answered
+        size_limited=True,
+    )
+    assert result.status == 413
+    assert result.messages_received == 0  # refused on the header alone
+    assert json.loads(result.body)["error"]["code"] == "request_too_large"
+
+
+async def test_asgi_edge_cuts_off_a_chunked_body_past_the_limit(
+    world, fake_engine, nothing_taken, settings
+):
+    settings.MAX_REQUEST_BYTES = 10_000
+    result = await asgi_request(
+        "POST",
+        URL,
+        headers={**world.headers(), "content-type": "application/json"},
+        body_parts=[b"x" * 6_000, b"x" * 6_000, b"x" * 6_000],
+        size_limited=True,
+    )
+    assert result.status == 413
+    assert result.messages_received == 2  # the third part was never read
+    assert json.loads(result.body)["error"]["code"] == "request_too_large"
+
+
+async def test_asgi_edge_lets_normal_requests_through(world, fake_engine, settings):
+    body = json.dumps({"model": TEXT_MODEL, "messages": HELLO}).encode()
+    result = await asgi_request(
+        "POST",
+        URL,
+        headers={**world.headers(), "content-type": "application/json"},
+        body_parts=[body[:10], body[10:]],
+        size_limited=True,
+    )
+    assert result.status == 200, result.body
+    assert json.loads(result.body)["object"] == "chat.completion"
+
+
 # --- 429 -------------------------------------------------------------------------------------
 async def test_no_credits_is_quota_error_that_must_not_be_retried(world, fake_engine):
     await Organization.objects.filter(pk=world.organization.pk).aupdate(balance_micros=0)
