@@ -274,3 +274,25 @@ async def test_an_answer_that_is_no_completion_is_500_and_charged_nothing(world,
     after = await ledger(world)
     assert after["balance"] == before["balance"] and after["reserved"] == 0
     assert await slots_in_use(world) == (0, 0)
+
+
+@pytest.mark.scaled
+async def test_through_the_view_with_redis_slots(
+    world, fake_engine, settings, redis_url, redis_key_prefix
+):
+    settings.REDIS_URL = redis_url
+    settings.REDIS_KEY_PREFIX = redis_key_prefix
+    await Project.objects.filter(pk=world.project.pk).aupdate(concurrency_limit=1)
+    fake_engine.tokens = LONG
+    held = await start_chat_completion(
+        await api_caller(world), {"model": TEXT_MODEL, "messages": HELLO, "stream": True}
+    )
+    assert await slots_in_use(world) == (1, 1)
+    refused = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
+    assert refused.status_code == 429
+    await held.aclose()
+    assert await slots_in_use(world) == (0, 0)
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO, "stream": True})
+    assert response.status_code == 200
+    _ = [part async for part in response.streaming_content]
+    assert await slots_in_use(world) == (0, 0)
