@@ -380,3 +380,43 @@ def test_playground_chat_round_trip_with_the_engine(page, stack, embedded_engine
     expect(finish).to_have_text("stopped")
     expect(page.locator("#send")).to_be_visible()
     assert page.errors == []
+
+
+@pytest.mark.scaled
+def test_compare_works_in_the_scaled_configuration(
+    browser, hostile_engine, tmp_path, fresh_postgres_database, redis_url, redis_key_prefix
+):
+    """Two daphne processes on PostgreSQL + Redis: one page on each, panes stream on both."""
+    live = Stack(
+        database_url=fresh_postgres_database,
+        var_dir=tmp_path,
+        redis_url=redis_url,
+        redis_key_prefix=redis_key_prefix,
+    )
+    try:
+        live.migrate()
+        live.seed(
+            {
+                **WORLD,
+                "deployments": [
+                    {"name": "hostile", "model": HOSTILE, "base_url": hostile_engine.base_url}
+                ],
+            }
+        )
+        live.start_servers(2)
+        for url in live.urls:
+            context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
+            page = context.new_page()
+            sign_in(page)
+            page.goto(f"/playground/compare?models={HOSTILE},{HOSTILE}")
+            page.fill("#prompt", "hi")
+            page.keyboard.press("Enter")
+            for i in range(2):
+                pane = page.locator(".pane").nth(i)
+                pane.locator(".msg-assistant [data-metric=finish]").wait_for()
+                expect(pane.locator(".msg-assistant strong")).to_have_text("bold")
+            context.close()
+        rows = live.usage_rows_since([], expect=4)
+        assert len(rows) == 4 and {r["source"] for r in rows} == {"playground"}
+    finally:
+        live.stop()
