@@ -70,14 +70,15 @@ async def many_streams(
     """Open `streams` concurrent SSE streams, hold them, then hang up on all of them.
 
     The paced model sends one token a second, so a stream stays open until the client leaves.
-    Figures: how long until every stream had its first token (ramp), how many were alive
-    during the hold (checked again through the engine's in-flight count), errors, the
+    Figures: how long until every stream had its first token or failed (ramp), how many were
+    streaming at the end of the hold (checked against the engine's in-flight count), errors, the
     server's peak RSS, and how many engine streams were cancelled after the hang-up.
     """
     body = chat_body(stream=True, max_tokens=600, model=PACED_MODEL)
     headers = {"content-type": "application/json", **target.headers}
     limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=0)
-    opened = 0
+    opened = 0  # streams that got their first token
+    open_now = 0  # of those, still streaming
     errors: dict[str, int] = {}
     all_open = asyncio.Event()
 
@@ -91,7 +92,7 @@ async def many_streams(
         settled()
 
     async def one(client: httpx.AsyncClient) -> None:
-        nonlocal opened
+        nonlocal opened, open_now
         counted = False
         try:
             async with client.stream("POST", target.chat_url, content=body, headers=headers) as r:
@@ -109,6 +110,7 @@ async def many_streams(
                     ):
                         counted = True
                         opened += 1
+                        open_now += 1
                         settled()
                     if line.startswith("data: [DONE]"):
                         fail("ended early")
@@ -118,6 +120,9 @@ async def many_streams(
             raise
         except Exception as exc:  # noqa: BLE001 - counted, not raised
             fail(type(exc).__name__)
+        finally:
+            if counted:
+                open_now -= 1
 
     rss_before = server.rss_mb() if server else None
     timeout = httpx.Timeout(ramp_timeout + 60, connect=60.0, pool=ramp_timeout)
@@ -135,7 +140,7 @@ async def many_streams(
                 pass
             ramp = time.perf_counter() - start
             await asyncio.sleep(hold_seconds)
-            alive = sum(1 for t in tasks if not t.done())
+            alive = open_now
             engine_in_flight = (await _engine_stats(control, engine_root))["in_flight"]
             errors_before_hangup = sum(errors.values())
             for task in tasks:

@@ -84,6 +84,17 @@ class Process:
                 self.popen.wait(timeout=5)
 
 
+# Twisted listens with a backlog of 50 by default: when hundreds of clients connect at once to a
+# busy daphne, the kernel's accept queue overflows and connections are reset. An explicit
+# endpoint with a deeper backlog (what uvicorn uses by default) avoids that.
+LISTEN_BACKLOG = 2048
+
+
+def daphne_argv(port: int, app: str) -> list[str]:
+    endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
+    return [PYTHON, "-m", "daphne", "-v", "0", "-e", endpoint, app]
+
+
 def start_process(
     name: str, argv: list[str], *, env: dict, cpu: str | None, log_dir: Path
 ) -> Process:
@@ -141,9 +152,12 @@ def start_fake_engine(log_dir: Path) -> tuple[Process, str]:
         "FAKE_ENGINE_TOKENS_PER_SECOND": "0",
         "FAKE_ENGINE_MODEL_OVERRIDES": json.dumps(ENGINE_MODEL_OVERRIDES),
     }
-    argv = [PYTHON, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port)]
     process = start_process(
-        "fake-engine", [*argv, "bench.fake_engine:app"], env=env, cpu=CLIENT_CPU, log_dir=log_dir
+        "fake-engine",
+        daphne_argv(port, "bench.fake_engine:app"),
+        env=env,
+        cpu=CLIENT_CPU,
+        log_dir=log_dir,
     )
     wait_ready(process, f"http://127.0.0.1:{port}/health")
     return process, f"http://127.0.0.1:{port}/v1"
@@ -236,10 +250,9 @@ def gateway_target(name: str, engine_url: str, *, scaled: bool, log_dir: Path) -
             raise RuntimeError(f"seeding {name} failed:\n{seeded.stderr[-3000:]}")
         target.seed = json.loads(seeded.stdout.strip().splitlines()[-1])
         port = free_port()
-        argv = [PYTHON, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port)]
         target.process = start_process(
             name,
-            [*argv, "inference_app.asgi:application"],
+            daphne_argv(port, "inference_app.asgi:application"),
             env=env,
             cpu=SERVER_CPU,
             log_dir=log_dir,
