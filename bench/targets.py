@@ -320,6 +320,10 @@ def litellm_target(engine_url: str, models: list[str], *, log_dir: Path) -> Targ
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "DISABLE_ADMIN_UI": "True",
         "HF_HUB_OFFLINE": "1",
+        # LiteLLM caps upstream connections at 500 per host by default; the many-streams
+        # scenario needs 1000 open at once, as our gateway's engine client allows.
+        "AIOHTTP_CONNECTOR_LIMIT": "4000",
+        "AIOHTTP_CONNECTOR_LIMIT_PER_HOST": "4000",
     }
     for var in ("DATABASE_URL", "REDIS_URL"):
         env[var] = None  # LiteLLM without a database or Redis: nothing to write per request
