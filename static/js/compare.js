@@ -96,6 +96,7 @@
     });
     pane.select.addEventListener("change", () => {
       Y.capMaxTokens(pane.params, pane.select.value);
+      showCode(pane);
       syncUrl();
       refreshChrome();
     });
@@ -104,6 +105,13 @@
       box.hidden = !box.hidden;
       e.currentTarget.classList.toggle("active", !box.hidden);
     });
+    el.querySelector('[data-action="code"]').addEventListener("click", (e) => {
+      const box = el.querySelector("[data-pane-code]");
+      box.hidden = !box.hidden;
+      e.currentTarget.classList.toggle("active", !box.hidden);
+      showCode(pane);
+    });
+    pane.params.addEventListener("input", () => showCode(pane));
     el.querySelector('[data-action="stop"]').addEventListener("click", () => pane.run.stop());
     el.querySelector('[data-action="rerun"]').addEventListener("click", () => rerun(pane));
     el.querySelector('[data-action="remove"]').addEventListener("click", () => removePane(pane));
@@ -126,7 +134,24 @@
 
   function startPane(pane) {
     if (pane.run.running) return;
-    pane.run.start(pane.select.value, systemPrompt.value, Y.readParams(pane.params));
+    const params = Y.readParams(pane.params);
+    const messages = Y.apiMessages(systemPrompt.value, pane.conversation.history());
+    pane.lastBody = Y.buildBody(pane.select.value, messages, params);
+    pane.run.start(pane.select.value, systemPrompt.value, params);
+    showCode(pane);
+  }
+
+  // View code: the pane's last request, or the one the composer's text would send.
+  function showCode(pane) {
+    const box = pane.el.querySelector("[data-pane-code]");
+    if (box.hidden) return;
+    let body = pane.lastBody;
+    const pending = prompt.value.trim();
+    if (!pane.run.running && (pending || !body)) {
+      const history = pane.conversation.history().concat([{ role: "user", content: pending || "Hello!" }]);
+      body = Y.buildBody(pane.select.value, Y.apiMessages(systemPrompt.value, history), Y.readParams(pane.params));
+    }
+    box.querySelector("code").textContent = Y.codeSnippets(root.dataset.baseUrl, root.dataset.project, body).curl;
   }
 
   // Rerun: answer the pane's last user message again.
@@ -160,6 +185,7 @@
 
   document.getElementById("composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
   Y.bindComposerKeys(prompt, send);
+  for (const el of [prompt, systemPrompt]) el.addEventListener("input", () => panes.forEach(showCode));
   stopAll.addEventListener("click", () => socket.send({ type: "stop_all" }));
   addButton.addEventListener("click", () => {
     const last = panes[panes.length - 1];

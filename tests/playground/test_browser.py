@@ -262,11 +262,19 @@ def test_compare_panes_can_be_added_and_removed_and_the_url_follows(page):
     page.locator(".pane").nth(0).locator('[data-action="remove"]').click()
     assert page.locator(".pane").count() == 2
     assert page.locator(".pane").nth(0).locator('[data-action="remove"]').is_disabled()
+    # Each pane has its own parameters, and its own "View code".
+    second = page.locator(".pane").nth(1)
+    second.locator('[data-action="settings"]').click()
+    second.locator('[data-param="temperature"]').fill("1.5")
+    second.locator('[data-action="code"]').click()
+    expect(second.locator("[data-pane-code]")).to_contain_text('"temperature": 1.5')
+    expect(second.locator("[data-pane-code]")).to_contain_text("$YARDSTICK_API_KEY")
     # One message to all panes: each answers through the gateway.
     page.fill("#prompt", "hi")
     page.keyboard.press("Control+Enter")
     for i in range(2):
         page.locator(".pane").nth(i).locator(".msg-assistant [data-metric=finish]").wait_for()
+    expect(second.locator("[data-pane-code]")).to_contain_text('"content": "hi"')
     assert page.errors == []
 
 
