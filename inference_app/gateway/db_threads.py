@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
@@ -26,6 +27,7 @@ from django.db import close_old_connections, connection
 # (and the release of their reservations) cannot starve.
 URGENT_STREAK = 8
 BACKGROUND_THREADS = 4
+POOL_CONNECTION_SECONDS = 60
 
 
 class _SingleThread:
@@ -99,10 +101,26 @@ def _executor(urgent: bool) -> Executor | None:
 
 def _with_fresh_connection(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     # A SQLite connection is a file handle that never goes stale; reopening it would cost a
-    # millisecond a call. Server connections follow CONN_MAX_AGE and health as usual.
-    if connection.vendor != "sqlite":
-        close_old_connections()
-    return function(*args, **kwargs)
+    # millisecond a call. Server connections are dropped when broken or past their age.
+    if connection.vendor == "sqlite":
+        return function(*args, **kwargs)
+    close_old_connections()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        _keep_pool_connection()
+
+
+def _keep_pool_connection() -> None:
+    """CONN_MAX_AGE=0 means "one connection per request", for Django's per-request threads.
+    These few pool threads serve request after request: opening a PostgreSQL connection for
+    every reserve and every usage row would cost more than the work itself, so a pool thread
+    keeps its connection for POOL_CONNECTION_SECONDS (broken ones are still replaced)."""
+    if connection.connection is None or connection.settings_dict["CONN_MAX_AGE"]:
+        return
+    if getattr(connection, "_gateway_kept", None) is not connection.connection:
+        connection._gateway_kept = connection.connection
+        connection.close_at = time.monotonic() + POOL_CONNECTION_SECONDS
 
 
 def under_sync_caller() -> bool:
