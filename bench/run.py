@@ -202,16 +202,24 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(ALL_TARGETS))
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--duration", type=float)
+    parser.add_argument(
+        "--many", help="stream counts for the many-streams scenario, e.g. 1000 (0: skip it)"
+    )
+    parser.add_argument(
+        "--skip-requests", action="store_true", help="skip the request-rate scenarios"
+    )
+    parser.add_argument("--compare-runs", type=int, help="0 skips the compare scenario")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
-    if args.rounds or args.duration:
-        plan = Plan(
-            **{
-                **asdict(plan),
-                "rounds": args.rounds or plan.rounds,
-                "duration": args.duration or plan.duration,
-            }
-        )
+    changes = {
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "compare_runs": args.compare_runs,
+        "many": tuple(int(n) for n in args.many.split(",") if int(n)) if args.many else None,
+    }
+    if args.skip_requests:
+        changes.update(rounds=0)
+    plan = Plan(**{**asdict(plan), **{k: v for k, v in changes.items() if v is not None}})
     names = [n for n in args.targets.split(",") if n]
     unknown = set(names) - set(ALL_TARGETS)
     if unknown:
