@@ -124,11 +124,12 @@ def _keep_pool_connection() -> None:
 
 
 def under_sync_caller() -> bool:
-    """Is this event loop run by `async_to_sync` for sync code (Django's test Client, a
+    """Is this event loop one that `async_to_sync` made for sync code (Django's test Client, a
     management command)? Then the ORM belongs to that code's thread: its connection, its
-    transaction, and a loop that ends with the call."""
-    if getattr(AsyncToSync.executors, "current", None) is not None:
-        return True
+    transaction, and a loop that ends with the call.
+
+    (Not `AsyncToSync.executors.current`: that is also set under daphne whenever a sync
+    middleware sits above the view, and would send every request to a thread of its own.)"""
     return asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
 
 

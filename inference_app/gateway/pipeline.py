@@ -10,6 +10,7 @@ client disconnect, aclose), with settlement shielded from cancellation.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import time
 import uuid
@@ -123,13 +124,18 @@ class ChatCall:
 
     async def _admit(self) -> None:
         """Slots, then the reservation; on refusal nothing stays taken."""
-        self._lease = await acquire_slots(
-            user_id=self.caller.user_id,
-            user_limit=self.caller.user_concurrency,
-            project_id=self.caller.project_id,
-            project_limit=self.caller.project_concurrency,
-            request_id=self.request_id,
-        )
+        _in_flight[self.request_id] = self
+        try:
+            self._lease = await acquire_slots(
+                user_id=self.caller.user_id,
+                user_limit=self.caller.user_concurrency,
+                project_id=self.caller.project_id,
+                project_limit=self.caller.project_concurrency,
+                request_id=self.request_id,
+            )
+        except BaseException:
+            _in_flight.pop(self.request_id, None)
+            raise
         # The reservation runs in a thread that a cancellation cannot stop: shield it, and if
         # the caller goes away meanwhile, wait for it and undo it rather than leak the hold.
         reserve = asyncio.ensure_future(
@@ -143,9 +149,11 @@ class ChatCall:
         try:
             await asyncio.shield(reserve)
         except QuotaExceeded:
+            _in_flight.pop(self.request_id, None)
             await asyncio.shield(self._lease.release())
             raise errors.insufficient_quota() from None
         except BaseException:
+            _in_flight.pop(self.request_id, None)
             await asyncio.shield(asyncio.ensure_future(self._undo_admission(reserve)))
             raise
 
@@ -395,6 +403,7 @@ class ChatCall:
     async def _finish(
         self, *, status: str, http_status: int, error_code: str, record: bool
     ) -> None:
+        _in_flight.pop(self.request_id, None)
         if self._response is not None:
             try:
                 await self._response.aclose()
@@ -411,12 +420,15 @@ class ChatCall:
             except Exception:
                 log.exception("releasing the reservation of %s failed", self.request_id)
             return
+        report = self._usage_report(status=status, http_status=http_status, error_code=error_code)
+        self._settlement = await settlement.settle(report)
+
+    def _usage_report(self, *, status: str, http_status: int, error_code: str) -> UsageReport:
         # Nothing reached the engine's answer yet (refused, cancelled while opening): nothing
         # was generated, so the prompt is not charged either.
         opened = self._response is not None and self._charged
         usage = self._final_usage() if opened else {"prompt_tokens": 0, "completion_tokens": 0}
-        finished_at = datetime.now(UTC)
-        report = UsageReport(
+        return UsageReport(
             request_id=self.request_id,
             organization_id=self.caller.organization_id,
             user_id=self.caller.user_id,
@@ -437,6 +449,27 @@ class ChatCall:
             input_price_micros=self._route.input_price_micros,
             output_price_micros=self._route.output_price_micros,
             created_at=self._created_at,
-            finished_at=finished_at,
+            finished_at=datetime.now(UTC),
         )
-        self._settlement = await settlement.settle(report)
+
+
+# Calls admitted and not yet finished. When the server stops, daphne abandons running
+# requests without cancelling them, so their `finally` never runs: at exit, each is settled
+# with what it produced so far (or, not yet answered by an engine, has its hold released).
+_in_flight: dict[str, ChatCall] = {}
+
+
+@atexit.register
+def _settle_in_flight_at_exit() -> None:
+    for call in list(_in_flight.values()):
+        try:
+            if call._response is None:
+                release_reservation(request_id=call.request_id)
+            else:
+                report = call._usage_report(
+                    status="cancelled", http_status=499, error_code="server_shutdown"
+                )
+                settlement.settle_at_exit(report)
+        except Exception:
+            log.exception("could not settle %s at exit", call.request_id)
+    _in_flight.clear()

@@ -82,6 +82,11 @@ def _settle_now(report: UsageReport) -> None:
     log.debug("settled %s in %.1f ms", report.request_id, (time.monotonic() - started) * 1000)
 
 
+def settle_at_exit(report: UsageReport) -> None:
+    """Queue a report for the exit hook (the event loop is gone: nothing runs in it any more)."""
+    _pending[report.request_id] = report
+
+
 @atexit.register
 def _settle_leftovers() -> None:
     for report in list(_pending.values()):

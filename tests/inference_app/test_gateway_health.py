@@ -1,5 +1,7 @@
 """GET /healthz: the state of each part; 200 while the database answers, 503 when it does not."""
 
+import asyncio
+
 from django.test import AsyncClient
 
 from inference_app import health
@@ -28,3 +30,14 @@ async def test_healthz_is_503_when_the_database_is_down(world, fake_engine, monk
     body = response.json()
     assert body["status"] == "error" and not body["database"]["ok"]
     assert "database is down" in body["database"]["detail"]
+
+
+async def test_static_files_are_served_by_the_async_middleware():
+    from django.core.handlers.asgi import ASGIHandler
+    from django.test import AsyncClient
+
+    # No sync middleware: the whole chain is async (no thread per request, clean shutdown).
+    assert asyncio.iscoroutinefunction(ASGIHandler()._middleware_chain)
+    response = await AsyncClient().get("/static/css/app.css")
+    assert response.status_code == 200 and response["content-type"].startswith("text/css")
+    assert (await AsyncClient().get("/static/no-such-file.css")).status_code == 404
