@@ -90,6 +90,12 @@ def build_rows(results: dict, plan) -> list[Row]:
                     met=met,
                 )
             )
+        rows.append(
+            Row(
+                f"non-stream c={c}: server CPU ms/request",
+                medians(key, "server_cpu_ms_per_request"),
+            )
+        )
         rows.append(Row(f"non-stream c={c}: errors", medians(key, "errors"), ratios=False))
     for c in plan.stream_concurrencies:
         key = ("stream", c)
@@ -106,6 +112,9 @@ def build_rows(results: dict, plan) -> list[Row]:
         )
         rows.append(Row(f"stream c={c}: TTFT added p99 ms", added(key, "ttft_p99_ms")))
         rows.append(Row(f"stream c={c}: tokens/s per stream", medians(key, "tokens_per_second")))
+        rows.append(
+            Row(f"stream c={c}: server CPU ms/stream", medians(key, "server_cpu_ms_per_request"))
+        )
         rows.append(Row(f"stream c={c}: errors", medians(key, "errors"), ratios=False))
     for n in plan.many:
         key = ("many", n)

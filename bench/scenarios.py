@@ -16,7 +16,14 @@ from bench.ws_client import WebSocket
 async def requests_at(
     target: Target, *, concurrency: int, duration: float, stream: bool, max_tokens: int = 16
 ) -> dict:
-    """Non-streaming or streaming requests at a fixed concurrency for `duration` seconds."""
+    """Non-streaming or streaming requests at a fixed concurrency for `duration` seconds.
+
+    Besides the load generator's figures: the server process's CPU time per request, a figure
+    that moves much less than latencies on a shared machine. (For ours-pg it leaves out
+    PostgreSQL's and Redis's own CPU.)
+    """
+    warmup = min(concurrency, 8)
+    cpu_before = target.process.cpu_seconds() if target.process else None
     result = await run_load(
         url=target.chat_url,
         concurrency=concurrency,
@@ -24,9 +31,17 @@ async def requests_at(
         stream=stream,
         body=chat_body(stream=stream, max_tokens=max_tokens, model=FAST_MODEL),
         headers=target.headers,
-        warmup=min(concurrency, 8),
+        warmup=warmup,
     )
-    return result.summary()
+    summary = result.summary()
+    if cpu_before is not None:
+        # Work that follows the response (usage rows) belongs to these requests too.
+        await asyncio.sleep(0.3)
+        cpu = target.process.cpu_seconds() - cpu_before
+        summary["server_cpu_ms_per_request"] = round(
+            1000 * cpu / max(1, len(result.samples) + warmup), 2
+        )
+    return summary
 
 
 class _RssSampler:
