@@ -2,14 +2,7 @@
 usage, streamed and not. Structure is asserted, never wording."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
@@ -18,47 +11,18 @@ from billing.models import UsageRecord
 from inference_app.catalog_seed import EMBEDDED_MODEL_ID
 from inference_app.gateway import engine_client, settlement
 from inference_app.models import CatalogModel, Deployment
+from tests.support.engines import start_embedded_engine
 
 pytestmark = pytest.mark.engine
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "test/smollm2"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def engine_url():
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_engine", "--port", str(port), "--parallel", "2"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, "the engine exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the engine did not come up in 120 s"
-            time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+def engine_url(tmp_path_factory):
+    engine = start_embedded_engine(var_dir=tmp_path_factory.mktemp("embedded-engine"))
+    yield engine.base_url
+    engine.stop()
 
 
 @pytest.fixture
