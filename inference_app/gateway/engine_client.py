@@ -30,11 +30,13 @@ class EngineUnavailable(Exception):
     Raised before any byte of the answer, so another deployment may be tried.
     """
 
-    def __init__(self, message: str, *, overloaded: bool) -> None:
+    def __init__(self, message: str, *, overloaded: bool, sick: bool = True) -> None:
         super().__init__(message)
         # True: connection refused / timeout / 429 / 503 (→ 503 engine_overloaded);
         # False: the engine answered with another 5xx (→ 500 server_error).
         self.overloaded = overloaded
+        # False for a 429: the engine is fine, only busy; skip it for this request only.
+        self.sick = sick
 
 
 def install_transport(transport: httpx.AsyncBaseTransport | None) -> None:
@@ -97,7 +99,9 @@ async def open_chat_completion(target: DeploymentTarget, payload: dict) -> httpx
         await response.aclose()
     status = response.status_code
     message = _engine_error_message(raw) or f"engine answered HTTP {status}"
-    if status in (429, 503):
+    if status == 429:
+        raise EngineUnavailable(f"HTTP {status}: {message}", overloaded=True, sick=False)
+    if status == 503:
         raise EngineUnavailable(f"HTTP {status}: {message}", overloaded=True)
     if status >= 500:
         raise EngineUnavailable(f"HTTP {status}: {message}", overloaded=False)

@@ -200,7 +200,7 @@ class ChatCall:
                     )
                 except engine_client.EngineUnavailable as exc:
                     failure = exc
-                    if "HTTP 429" not in str(exc):
+                    if exc.sick:
                         await routing.mark_unhealthy(target, str(exc))
                     continue
                 await routing.mark_healthy(target)
@@ -213,8 +213,11 @@ class ChatCall:
             # no usage row (the slots and the hold are released).
             await self._settle(status="error", http_status=0, error_code="", record=False)
             raise
-        except BaseException:
+        except asyncio.CancelledError:
             await self._settle(status="cancelled", http_status=499, error_code="cancelled")
+            raise
+        except Exception:
+            await self._settle(status="error", http_status=0, error_code="", record=False)
             raise
 
     # --- the answer --------------------------------------------------------------------------

@@ -75,7 +75,8 @@ class EngineStream(httpx.AsyncByteStream):
 
 @dataclasses.dataclass
 class FakeEngine:
-    """Answers chat completions per host: 'ok', 'refuse', 'http500', 'http503', 'http400',
+    """Answers chat completions per host: 'ok', 'refuse', 'http429', 'http500', 'http503',
+    'http400',
     'break' (stream fails after two tokens), 'garbage' (200 with a body that is no completion).
     Records every request it gets."""
 
@@ -106,6 +107,8 @@ class FakeEngine:
         self.requests.append((host, payload))
         if behaviour == "http500":
             return httpx.Response(500, json={"error": {"message": "boom"}})
+        if behaviour == "http429":
+            return httpx.Response(429, json={"error": {"message": "slow down"}})
         if behaviour == "http503":
             return httpx.Response(503, json={"error": {"message": "busy"}})
         if behaviour == "http400":

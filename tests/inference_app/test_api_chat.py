@@ -213,3 +213,15 @@ async def test_balance_is_charged_only_for_what_was_used(world, fake_engine):
     org_after = await Organization.objects.aget(pk=world.organization.pk)
     # Reserved for 1000 completion tokens (2000 micros), charged for 5 (+7 prompt).
     assert org_before.balance_micros - org_after.balance_micros == 17
+
+
+async def test_a_busy_deployment_429_is_skipped_for_this_request_only(world, fake_engine):
+    fake_engine.behaviour["engine-1.test"] = "http429"
+    for _ in range(2):
+        response = await post_chat(world, {"model": TWO_DEPLOYMENTS_MODEL, "messages": HELLO})
+        assert response.status_code == 200, response.content
+    # Busy is not sick: each request asks engine-1 first again, then falls over to engine-2.
+    assert fake_engine.hosts_called() == ["engine-1.test", "engine-2.test"] * 2
+    from inference_app.models import Deployment
+
+    assert (await Deployment.objects.aget(name="two-first")).is_healthy
