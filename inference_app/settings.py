@@ -147,7 +147,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
-from billing.beat import BEAT_SCHEDULE as CELERY_BEAT_SCHEDULE  # noqa: E402
+from billing.beat import BEAT_SCHEDULE as CELERY_BEAT_SCHEDULE  # noqa: E402, F401
 
 # --- The gateway -----------------------------------------------------------------------------
 # Where the embedded llama.cpp engine listens (started by `manage.py run_engine`).
@@ -177,6 +177,9 @@ ENGINE_CONNECT_TIMEOUT = env_float("ENGINE_CONNECT_TIMEOUT", 5.0)
 ENGINE_READ_TIMEOUT = env_float("ENGINE_READ_TIMEOUT", 300.0)
 # How long an unhealthy deployment is skipped before it is tried again.
 DEPLOYMENT_RETRY_SECONDS = env_int("DEPLOYMENT_RETRY_SECONDS", 15)
+# How long the gateway caches API keys, projects and deployments in process memory: a revoked
+# key or a changed deployment takes effect within this many seconds.
+GATEWAY_CACHE_SECONDS = env_float("GATEWAY_CACHE_SECONDS", 5.0)
 
 LOGGING = {
     "version": 1,

@@ -29,7 +29,7 @@ from inference_app.models import (
 
 log = logging.getLogger(__name__)
 
-CACHE_SECONDS = getattr(settings, "GATEWAY_CACHE_SECONDS", 5)
+CACHE_SECONDS = settings.GATEWAY_CACHE_SECONDS
 # last_used_at is for people reading the key list; minute precision is plenty.
 LAST_USED_PRECISION_SECONDS = 60
 

@@ -11,7 +11,7 @@ from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.ttl_cache import TTLCache
 from inference_app.models import CatalogModel
 
-_listing = TTLCache(getattr(settings, "GATEWAY_CACHE_SECONDS", 5))
+_listing = TTLCache(settings.GATEWAY_CACHE_SECONDS)
 
 
 def clear_caches() -> None:

@@ -23,7 +23,7 @@ from inference_app.models import CatalogModel, Deployment
 
 log = logging.getLogger(__name__)
 
-CACHE_SECONDS = getattr(settings, "GATEWAY_CACHE_SECONDS", 5)
+CACHE_SECONDS = settings.GATEWAY_CACHE_SECONDS
 
 
 @dataclasses.dataclass(frozen=True)
