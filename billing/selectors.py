@@ -30,6 +30,14 @@ GROUP_BY_MODEL = "model"
 GROUP_BY_PROJECT = "project"
 
 
+def administers_any_organization(*, user) -> bool:
+    """Whether `user` may open the billing page at all (the header shows its link)."""
+    return (
+        user.is_authenticated
+        and Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists()
+    )
+
+
 def organizations_administered(*, user) -> list[Organization]:
     """Organizations whose billing `user` may see: those where they are an admin."""
     if not user.is_authenticated:

@@ -2,7 +2,7 @@
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from billing.organizations import is_org_admin
+from billing.selectors import administers_any_organization
 from inference_app.models import ApiKey, CatalogModel, Deployment, Profile, Project
 
 
@@ -54,9 +54,9 @@ def header_context(*, user) -> dict:
     return {
         "projects": list(user_projects(user=user)),
         "current_project": project,
-        "is_billing_admin": bool(
-            project and is_org_admin(user=user, organization_id=project.team.organization_id)
-        ),
+        # Any org admin gets the link, even one with no project yet: the billing page is per
+        # organization, not per project.
+        "is_billing_admin": administers_any_organization(user=user),
     }
 
 

@@ -232,3 +232,16 @@ def test_new_user_without_projects_still_gets_pages(client):
     client.force_login(user)
     assert client.get("/inference/").status_code == 200
     assert client.get("/playground/").status_code == 200
+
+
+def test_billing_link_shows_for_an_org_admin_without_projects(client):
+    from billing.organizations import membership_set, organization_create
+
+    admin = get_user_model().objects.create_user("lonely-admin", password="pw-123456789")
+    org = organization_create(name="Lonely", slug="lonely")
+    membership_set(organization=org, user=admin, role=Membership.Role.ADMIN)
+    client.force_login(admin)
+    assert 'href="/billing/"' in client.get("/inference/").content.decode()
+
+    membership_set(organization=org, user=admin, role=Membership.Role.MEMBER)
+    assert 'href="/billing/"' not in client.get("/inference/").content.decode()
