@@ -31,7 +31,7 @@ from billing.models import Organization
 from billing.money import micros_to_decimal
 from billing.organizations import is_org_admin
 from billing.selectors import billing_summary
-from inference_app.api.views import _authenticate, _json_response, error_response
+from inference_app.api.views import authenticate_request, error_response, json_response
 from inference_app.gateway import errors
 from inference_app.gateway.errors import GatewayError
 
@@ -79,7 +79,7 @@ async def billing_balance(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
         return error_response(errors.method_not_allowed(request.method, request.path))
     try:
-        caller = await _authenticate(request)
+        caller = await authenticate_request(request)
     except GatewayError as exc:
         return error_response(exc)
     payload = await sync_to_async(_balance_payload)(
@@ -92,4 +92,4 @@ async def billing_balance(request: HttpRequest) -> HttpResponse:
     )
     if payload is None:
         return error_response(not_an_org_admin())
-    return _json_response(payload)
+    return json_response(payload)

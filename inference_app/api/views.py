@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _JSON = "application/json"
 
 
-def _json_response(payload: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
+def json_response(payload: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
     return HttpResponse(
         json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
         status=status,
@@ -38,7 +38,7 @@ def error_response(error: GatewayError, request_id: str | None = None) -> HttpRe
     headers = dict(error.headers)
     if request_id:
         headers["x-request-id"] = request_id
-    return _json_response(error.body(), status=error.status, headers=headers)
+    return json_response(error.body(), status=error.status, headers=headers)
 
 
 def _check_country(request: HttpRequest) -> None:
@@ -50,7 +50,7 @@ def _check_country(request: HttpRequest) -> None:
         raise errors.unsupported_country()
 
 
-async def _authenticate(request: HttpRequest) -> Caller:
+async def authenticate_request(request: HttpRequest) -> Caller:
     _check_country(request)
     return await resolve_api_caller(
         request.headers.get("Authorization"), request.headers.get("OpenAI-Project")
@@ -101,29 +101,29 @@ def api_view(method: str):
 
 @api_view("GET")
 async def models(request: HttpRequest) -> HttpResponse:
-    await _authenticate(request)
-    return _json_response({"object": "list", "data": await list_models()})
+    await authenticate_request(request)
+    return json_response({"object": "list", "data": await list_models()})
 
 
 @api_view("GET")
 async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
-    await _authenticate(request)
+    await authenticate_request(request)
     model = await get_model(model_id)
     if model is None:
         raise errors.model_not_found(model_id)
-    return _json_response(model)
+    return json_response(model)
 
 
 @api_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     request.gateway_request_id = request_id = new_request_id()
-    caller = await _authenticate(request)
+    caller = await authenticate_request(request)
     body = parse_json_body(_read_body(request))
     call = await start_chat_completion(caller, body, request_id=request_id)
     if call.stream:
         return await _stream_response(call)
     completion = await call.result()
-    return _json_response(completion, headers={"x-request-id": request_id})
+    return json_response(completion, headers={"x-request-id": request_id})
 
 
 async def _stream_response(call: ChatCall) -> StreamingHttpResponse:

@@ -35,7 +35,7 @@ def _token(model: str, text: str) -> bytes:
     )
 
 
-def _json_response(status: int, reason: str, payload: dict) -> bytes:
+def json_response(status: int, reason: str, payload: dict) -> bytes:
     body = json.dumps(payload).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
@@ -54,13 +54,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         }
         body = await reader.readexactly(int(headers.get("content-length", 0)))
         if request_line.split()[1] == "/health":
-            writer.write(_json_response(200, "OK", {"status": "ok"}))
+            writer.write(json_response(200, "OK", {"status": "ok"}))
             return
         payload = json.loads(body or b"{}")
         model = payload.get("model", "")
         error = {"error": {"message": f"{model} failed", "type": "server_error", "code": None}}
         if model == "fail-503":
-            writer.write(_json_response(503, "Service Unavailable", error))
+            writer.write(json_response(503, "Service Unavailable", error))
         elif model in ("error-midstream", "die-midstream") and payload.get("stream"):
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -74,7 +74,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 writer.write(_event({"error": fault}) + b"0\r\n\r\n")
             # die-midstream: close without the final chunk, as a crashed engine would.
         else:
-            writer.write(_json_response(500, "Internal Server Error", error))
+            writer.write(json_response(500, "Internal Server Error", error))
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:
