@@ -143,6 +143,15 @@ def build_rows(results: dict, plan) -> list[Row]:
         rows.append(
             Row(f"{n} streams: engine streams cancelled", medians(key, "engine_cancelled"), False)
         )
+        rows.append(
+            Row(
+                f"{n} streams: slots still held after hang-up",
+                medians(key, "slots_left_held"),
+                ratios=False,
+                target="0",
+                met=lambda ours, _l: None if ours is None else ours == 0,
+            )
+        )
     if plan.compare_runs:
         key = ("compare", 6)
         for field, label in (

@@ -167,6 +167,11 @@ async def many_streams(
         while stats["in_flight"] and time.perf_counter() < deadline:
             await asyncio.sleep(0.5)
             stats = await _engine_stats(control, engine_root)
+        # ...and give back every concurrency slot (a failed release leaks one until its lease ends).
+        slots = target.slots_held() if target.slots_held else None
+        while slots and time.perf_counter() < deadline:
+            await asyncio.sleep(0.5)
+            slots = target.slots_held()
     return {
         "streams": streams,
         "opened": opened,
@@ -179,6 +184,7 @@ async def many_streams(
         "rss_peak_mb": _round1(rss.peak),
         "engine_cancelled": stats["cancelled_streams"],
         "engine_left_open": stats["in_flight"],
+        "slots_left_held": slots,
     }
 
 

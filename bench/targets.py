@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,6 +174,8 @@ class Target:
     process: Process | None = None
     seed: dict = field(default_factory=dict)
     cleanup: list = field(default_factory=list)
+    # Concurrency slots the server still holds (None: not observable from outside).
+    slots_held: Callable[[], int] | None = None
 
     @property
     def chat_url(self) -> str:
@@ -218,6 +221,19 @@ def _redis_cleanup(prefix: str):
     return clean
 
 
+def _redis_slots_held(prefix: str):
+    """Live user slots in the gateway's Redis counters (members whose lease has not expired)."""
+
+    def held() -> int:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = client.scan_iter(match=f"{prefix}:conc:user:*", count=1000)
+        return sum(client.zcount(key, time.time(), "+inf") for key in keys)
+
+    return held
+
+
 def gateway_target(name: str, engine_url: str, *, scaled: bool, log_dir: Path) -> Target:
     """Our gateway: one daphne process, seeded DB (SQLite, or PostgreSQL + Redis when scaled)."""
     work = Path(tempfile.mkdtemp(prefix=f"yardstick-bench-{name}-"))
@@ -235,6 +251,7 @@ def gateway_target(name: str, engine_url: str, *, scaled: bool, log_dir: Path) -
             prefix = "bench-" + secrets.token_hex(4)
             env.update({"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix})
             target.cleanup.append(_redis_cleanup(prefix))
+            target.slots_held = _redis_slots_held(prefix)
         else:
             database_url = f"sqlite:///{work / 'bench.sqlite3'}"
         env["DATABASE_URL"] = database_url
