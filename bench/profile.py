@@ -4,7 +4,8 @@
     .venv/bin/python -m bench.profile --stream --concurrency 16 --scaled --seconds 10
 
 Starts the fake engine and a seeded gateway (as bench.run does), records with
-`py-spy record --gil` (only samples holding the GIL, i.e. Python CPU time), and prints:
+`py-spy record --gil` (only samples holding the GIL, i.e. Python CPU time; `--wall` samples
+every thread, waiting ones too), and prints:
 the gateway's CPU milliseconds per request, named buckets of the hot path (share of CPU
 samples, a stack counted in every bucket it passes through), the top project functions and
 the top self-time frames. The raw stacks are kept in bench/results/profile-*.txt
@@ -66,18 +67,27 @@ def _tuple(where) -> tuple:
     return where if isinstance(where, tuple) else (where,)
 
 
-def analyse(raw_path: str, top: int = 15) -> str:
+def analyse(raw_path: str, top: int = 15, wall_ms_per_sample: float | None = None) -> str:
+    """The report; with `wall_ms_per_sample` (wall mode: ms of wall time one sample stands for,
+    per request) the buckets are in milliseconds of wall time per request instead of shares."""
     stacks = []
     for line in open(raw_path):
         stack, _, count = line.rstrip().rpartition(" ")
         if stack:
             stacks.append(([_frame_name(f) for f in stack.split(";")], int(count)))
     total = sum(n for _, n in stacks) or 1
-    lines = [f"{total} samples with the GIL held"]
-    lines.append("\nhot path buckets (% of CPU samples; overlapping):")
+    if wall_ms_per_sample is not None:
+        lines = [f"{total} samples of all threads, idle ones included (wall time)"]
+        lines.append("\nhot path buckets (ms of wall time per request, waits included):")
+    else:
+        lines = [f"{total} samples with the GIL held"]
+        lines.append("\nhot path buckets (% of CPU samples; overlapping):")
     for label, needles in BUCKETS:
         n = sum(c for frames, c in stacks if any(x in f for f in frames for x in needles))
-        lines.append(f"  {100 * n / total:5.1f}%  {label}")
+        if wall_ms_per_sample is not None:
+            lines.append(f"  {n * wall_ms_per_sample:6.2f} ms  {label}")
+        else:
+            lines.append(f"  {100 * n / total:5.1f}%  {label}")
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
     for frames, count in stacks:
@@ -107,6 +117,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--scaled", action="store_true", help="PostgreSQL + Redis")
+    parser.add_argument(
+        "--wall",
+        action="store_true",
+        help="sample every thread, waiting ones too (wall time: lock and I/O waits show up)",
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(py_spy):
@@ -145,7 +160,7 @@ def main() -> None:
                 "record",
                 "--pid",
                 str(gateway.process.pid),
-                "--gil",
+                *(["--idle", "--threads"] if args.wall else ["--gil"]),
                 "--rate",
                 "500",
                 "--format",
@@ -176,7 +191,8 @@ def main() -> None:
         f"p50 {summary['latency_p50_ms']} ms, errors {summary['errors']}; "
         f"gateway CPU {1000 * cpu / done:.1f} ms per request"
     )
-    print(analyse(str(raw)))
+    # py-spy samples at 500 Hz: one sample of one thread stands for 2 ms of that thread's time.
+    print(analyse(str(raw), wall_ms_per_sample=2.0 / done if args.wall else None))
     print(f"\nraw stacks: {raw}")
 
 
