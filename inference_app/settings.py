@@ -106,6 +106,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise warns at start-up when this is missing (before the first collectstatic).
+STATIC_ROOT.mkdir(exist_ok=True)
 # Finders let whitenoise serve straight from static/ in tests and dev, without collectstatic.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
