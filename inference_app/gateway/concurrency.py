@@ -151,6 +151,11 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+# Connections per process and event loop; more only queue at Redis, which runs one command at
+# a time anyway.
+REDIS_MAX_CONNECTIONS = 50
+
+
 class RedisLimiter:
     """Slots shared by every gateway process through Redis (redis.asyncio)."""
 
@@ -167,7 +172,17 @@ class RedisLimiter:
         loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
         if entry is None:
-            client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+            # redis-py's default pool refuses a connection past its size (100) instead of
+            # waiting: a burst of 1000 streams got HTTP 500s and failed releases leaked slots.
+            # A blocking pool queues the burst; each script call holds a connection briefly.
+            pool = redis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=REDIS_MAX_CONNECTIONS,
+                timeout=5,
+                socket_timeout=5,
+                socket_connect_timeout=2,
+            )
+            client = redis.Redis(connection_pool=pool)
             entry = (
                 client,
                 client.register_script(_ACQUIRE),
