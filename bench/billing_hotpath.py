@@ -73,7 +73,8 @@ def _run_backend(database_url: str, n: int) -> None:
     backend = connection.vendor
     for plan_code in ("pro", "free"):
         org = organization_create(
-            name=f"Bench {plan_code}", slug=f"bench-{plan_code}-{uuid.uuid4().hex[:6]}",
+            name=f"Bench {plan_code}",
+            slug=f"bench-{plan_code}-{uuid.uuid4().hex[:6]}",
             plan_code=plan_code,
         )
         timings = {"reserve": [], "settle": []}

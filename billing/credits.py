@@ -2,8 +2,8 @@
 
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db import connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing.ledger import ledger_append, organization_lock
@@ -52,6 +52,28 @@ def _live_grants(*, organization_id: int, now: datetime):
     ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
 
 
+# The per-request checks (billing.quota, billing.usage) are written as SQL fragments, each with
+# two parameters: the organization id and `now` (adapted with db_moment). Measured: building and
+# compiling the equivalent ORM subqueries cost more CPU than running all of the statements.
+_GRANTS = CreditGrant._meta.db_table
+GRANT_DUE_EXISTS_SQL = (
+    f"EXISTS (SELECT 1 FROM {_GRANTS} WHERE organization_id = %s"
+    " AND expired_at IS NULL AND expires_at <= %s)"
+)
+_LIVE_GRANTS_WHERE = (  # the rows of _live_grants
+    "organization_id = %s AND remaining_micros > 0 AND expired_at IS NULL"
+    " AND (expires_at IS NULL OR expires_at > %s)"
+)
+CREDITS_REMAINING_SQL = (  # the same sum as credits_remaining_micros (NULL when none)
+    f"(SELECT SUM(remaining_micros) FROM {_GRANTS} WHERE {_LIVE_GRANTS_WHERE})"
+)
+
+
+def db_moment(moment: datetime):
+    """`moment` as the database stores a DateTimeField, for the raw SQL fragments above."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
 def credits_remaining_micros(*, organization_id: int, now: datetime | None = None) -> int:
     """Unused, unexpired credits (the balance minus any overage not yet invoiced)."""
     total = _live_grants(organization_id=organization_id, now=now or timezone.now()).aggregate(
@@ -66,17 +88,23 @@ def credits_consume_locked(*, organization: Organization, amount_micros: int, no
     The caller holds organization_lock; the ledger entry for the charge is the caller's.
     """
     left = amount_micros
-    grants = _live_grants(organization_id=organization.pk, now=now).order_by(
-        F("expires_at").asc(nulls_last=True), "id"
-    )
-    for grant in grants:
-        take = min(grant.remaining_micros, left)
-        CreditGrant.objects.filter(pk=grant.pk).update(
-            remaining_micros=F("remaining_micros") - take
+    with connection.cursor() as cursor:
+        # Soonest-expiring first, grants that never expire last, then oldest first.
+        cursor.execute(
+            f"SELECT id, remaining_micros FROM {_GRANTS} WHERE {_LIVE_GRANTS_WHERE}"
+            " ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, id",
+            [organization.pk, db_moment(now)],
         )
-        left -= take
-        if left == 0:
-            break
+        grants = cursor.fetchall()
+        for grant_id, remaining in grants:
+            take = min(remaining, left)
+            cursor.execute(
+                f"UPDATE {_GRANTS} SET remaining_micros = remaining_micros - %s WHERE id = %s",
+                [take, grant_id],
+            )
+            left -= take
+            if left == 0:
+                break
     return left
 
 

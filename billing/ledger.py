@@ -37,8 +37,13 @@ def ledger_append(
     invoice: Invoice | None = None,
     overage_micros: int = 0,
     at: datetime | None = None,
+    organization_updates: dict | None = None,
 ) -> LedgerEntry:
-    """Append one entry and move the balance by its amount. The caller holds organization_lock."""
+    """Append one entry and move the balance by its amount. The caller holds organization_lock.
+
+    `organization_updates` are other column updates of the organization row (e.g. the release
+    of a hold) made by the same UPDATE as the balance, which saves a statement per charge.
+    """
     balance_after = organization.balance_micros + amount_micros
     entry = LedgerEntry.objects.create(
         organization=organization,
@@ -53,7 +58,7 @@ def ledger_append(
         created_at=at or timezone.now(),
     )
     Organization.objects.filter(pk=organization.pk).update(
-        balance_micros=F("balance_micros") + amount_micros
+        balance_micros=F("balance_micros") + amount_micros, **(organization_updates or {})
     )
     organization.balance_micros = balance_after
     return entry

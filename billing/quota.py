@@ -8,11 +8,17 @@ that row and each one sees the holds of those before it.
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.credits import credits_expire_due_locked, credits_remaining_micros
+from billing.credits import (
+    CREDITS_REMAINING_SQL,
+    GRANT_DUE_EXISTS_SQL,
+    credits_expire_due_locked,
+    credits_remaining_micros,
+    db_moment,
+)
 from billing.errors import QuotaExceeded
 from billing.ledger import month_start, organization_lock
 from billing.models import Organization, Reservation, UsageRecord
@@ -32,15 +38,46 @@ def spendable_micros(*, organization: Organization, now: datetime) -> int:
     With overage (Pro, Enterprise): unused credits minus holds, plus what is left under the
     monthly spend cap (the cap limits overage, the part billed at month end).
     """
+    credits = None
+    if organization.plan.allows_overage:
+        credits = credits_remaining_micros(organization_id=organization.pk, now=now)
+    return _spendable_micros(organization=organization, now=now, credits_micros=credits)
+
+
+def _spendable_micros(*, organization: Organization, now: datetime, credits_micros) -> int:
+    """spendable_micros, given credits_remaining_micros (only read when the plan allows overage)."""
     if not organization.plan.allows_overage:
         return organization.balance_micros - organization.reserved_micros
-    credits = credits_remaining_micros(organization_id=organization.pk, now=now)
     cap_left = max(
         0,
         organization.plan.monthly_spend_cap_micros
         - overage_this_month_micros(organization=organization, now=now),
     )
-    return credits - organization.reserved_micros + cap_left
+    return (credits_micros or 0) - organization.reserved_micros + cap_left
+
+
+def _reserve_checks(
+    *, organization_id: int, request_id: str, now: datetime, with_credits: bool
+) -> dict:
+    """due (a grant to expire), held, settled and, if asked, credits (the live grants' sum)."""
+    moment = db_moment(now)
+    credits_sql = CREDITS_REMAINING_SQL if with_credits else "NULL"
+    credits_params = [organization_id, moment] if with_credits else []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {GRANT_DUE_EXISTS_SQL},"
+            f" EXISTS (SELECT 1 FROM {Reservation._meta.db_table} WHERE request_id = %s),"
+            f" EXISTS (SELECT 1 FROM {UsageRecord._meta.db_table} WHERE request_id = %s),"
+            f" {credits_sql}",
+            [organization_id, moment, request_id, request_id, *credits_params],
+        )
+        due, held, settled, credits = cursor.fetchone()
+    return {
+        "due": bool(due),
+        "held": bool(held),
+        "settled": bool(settled),
+        "credits": None if credits is None else int(credits),  # PostgreSQL sums to numeric
+    }
 
 
 def reserve_credits(*, organization_id: int, request_id: str, amount_micros: int) -> None:
@@ -53,14 +90,26 @@ def reserve_credits(*, organization_id: int, request_id: str, amount_micros: int
     now = timezone.now()
     with transaction.atomic():
         org = organization_lock(organization_id=organization_id)
+        # Everything the decision needs, in one statement. It runs after the lock (not as part
+        # of the locking SELECT), so on PostgreSQL it sees whatever the transactions we waited
+        # for committed: a replay settled meanwhile, an expiry done meanwhile.
+        state = _reserve_checks(
+            organization_id=org.pk,
+            request_id=request_id,
+            now=now,
+            with_credits=org.plan.allows_overage,
+        )
         # Grants past their date stop counting now, not when the periodic task gets to them.
-        credits_expire_due_locked(organization=org, now=now)
+        # The credits read above already leave them out (they count unexpired grants only).
+        if state["due"]:
+            credits_expire_due_locked(organization=org, now=now)
         # A request already held, or already settled (a replay), holds nothing more.
-        if Reservation.objects.filter(request_id=request_id).exists():
+        if state["held"] or state["settled"]:
             return
-        if UsageRecord.objects.filter(request_id=request_id).exists():
-            return
-        refused = amount_micros > spendable_micros(organization=org, now=now)
+        spendable = _spendable_micros(
+            organization=org, now=now, credits_micros=state.get("credits")
+        )
+        refused = amount_micros > spendable
         if not refused:
             Reservation.objects.create(
                 request_id=request_id, organization=org, amount_micros=amount_micros

@@ -3,13 +3,18 @@
 import dataclasses
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.credits import credits_consume_locked, credits_expire_due_locked
+from billing.credits import (
+    GRANT_DUE_EXISTS_SQL,
+    credits_consume_locked,
+    credits_expire_due_locked,
+    db_moment,
+)
 from billing.ledger import ledger_append, month_start, organization_lock
-from billing.models import LedgerEntry, Organization, UsageRecord
+from billing.models import LedgerEntry, Organization, Reservation, UsageRecord
 from billing.quota import _release_locked
 
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
@@ -68,28 +73,76 @@ def settle_usage(report: UsageReport) -> UsageRecord:
         output_price_micros=report.output_price_micros,
     )
     now = timezone.now()
+    request_id = report.request_id
     with transaction.atomic():
         # The row lock also serialises replays of one request id: the second one waits, then
         # finds the first one's row.
         org = organization_lock(organization_id=report.organization_id)
-        record = UsageRecord.objects.filter(request_id=report.request_id).first()
-        if record is not None:
-            _release_locked(report.request_id)
-            return record
+        # What settling needs to know, in one statement, read after the lock (see
+        # reserve_credits): replay or not, the hold to release, and whether a grant is due.
+        state = _settle_checks(organization_id=org.pk, request_id=request_id, now=now)
+        if state["settled"]:
+            _release_locked(request_id)
+            return UsageRecord.objects.get(request_id=request_id)
         record = UsageRecord.objects.create(**dataclasses.asdict(report), cost_micros=cost)
-        _release_locked(report.request_id)
+        # The release of a hold on this organization joins the organization's one UPDATE below;
+        # a hold on another organization (a caller's mistake) is released the old way.
+        updates = {}
+        if state["held_by"] == org.pk:
+            Reservation.objects.filter(request_id=request_id).delete()
+            updates["reserved_micros"] = F("reserved_micros") - state["held_micros"]
+        elif state["held_by"] is not None:
+            _release_locked(request_id)
         if cost:
-            credits_expire_due_locked(organization=org, now=now)
-            _charge_locked(organization=org, record=record, cost_micros=cost, now=now)
+            if state["due"]:
+                credits_expire_due_locked(organization=org, now=now)
+            _charge_locked(
+                organization=org, record=record, cost_micros=cost, now=now, updates=updates
+            )
+        elif updates:
+            Organization.objects.filter(pk=org.pk).update(**updates)
     return record
 
 
+def _settle_checks(*, organization_id: int, request_id: str, now: datetime) -> dict:
+    """settled (a replay), held_by and held_micros (the request's hold), due (a grant to expire)."""
+    reservations = Reservation._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {UsageRecord._meta.db_table} WHERE request_id = %s),"
+            f" (SELECT organization_id FROM {reservations} WHERE request_id = %s),"
+            f" (SELECT amount_micros FROM {reservations} WHERE request_id = %s),"
+            f" {GRANT_DUE_EXISTS_SQL}",
+            [request_id, request_id, request_id, organization_id, db_moment(now)],
+        )
+        settled, held_by, held_micros, due = cursor.fetchone()
+    return {
+        "settled": bool(settled),
+        "held_by": held_by,
+        "held_micros": held_micros,
+        "due": bool(due),
+    }
+
+
 def _charge_locked(
-    *, organization: Organization, record: UsageRecord, cost_micros: int, now: datetime
+    *,
+    organization: Organization,
+    record: UsageRecord,
+    cost_micros: int,
+    now: datetime,
+    updates: dict,
 ) -> None:
+    """Charge the record; `updates` are other organization columns to set by the same UPDATE."""
     uncovered = credits_consume_locked(
         organization=organization, amount_micros=cost_micros, now=now
     )
+    if uncovered:
+        month = month_start(now)
+        if organization.overage_month == month:
+            updates["overage_micros"] = F("overage_micros") + uncovered
+        else:
+            updates["overage_month"] = month
+            updates["overage_micros"] = uncovered
     ledger_append(
         organization=organization,
         kind=LedgerEntry.Kind.CHARGE,
@@ -98,14 +151,5 @@ def _charge_locked(
         overage_micros=uncovered,
         note=record.model,
         at=now,
+        organization_updates=updates,
     )
-    if uncovered:
-        month = month_start(now)
-        if organization.overage_month == month:
-            Organization.objects.filter(pk=organization.pk).update(
-                overage_micros=F("overage_micros") + uncovered
-            )
-        else:
-            Organization.objects.filter(pk=organization.pk).update(
-                overage_month=month, overage_micros=uncovered
-            )
