@@ -89,8 +89,9 @@ def settle_usage(report: UsageReport) -> UsageRecord:
         # a hold on another organization (a caller's mistake) is released the old way.
         updates = {}
         if state["held_by"] == org.pk:
-            Reservation.objects.filter(request_id=request_id).delete()
-            updates["reserved_micros"] = F("reserved_micros") - state["held_micros"]
+            deleted, _ = Reservation.objects.filter(request_id=request_id).delete()
+            if deleted:  # always, as holds only move under the lock; but never release twice
+                updates["reserved_micros"] = F("reserved_micros") - state["held_micros"]
         elif state["held_by"] is not None:
             _release_locked(request_id)
         if cost:
