@@ -49,10 +49,10 @@ class Command(BaseCommand):
                     python,
                     "-m",
                     "daphne",
-                    "-b",
-                    host,
-                    "-p",
-                    str(port),
+                    # Twisted's default listen backlog is 50: a burst of hundreds of clients
+                    # opening streams at once gets connection resets. 2048 is uvicorn's default.
+                    "-e",
+                    f"tcp:port={port}:interface={host}:backlog=2048",
                     "inference_app.asgi:application",
                 ],
             )
