@@ -20,7 +20,9 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def start_embedded_engine(*, host: str, port: int, parallel: int, context: int, threads: int):
+def start_embedded_engine(
+    *, host: str, port: int, parallel: int, context: int, threads: int, verbosity: int = 0
+):
     """Start llama.cpp's OpenAI-compatible HTTP server in this process; returns the server handle.
 
     The server runs on llama.cpp's own threads; keep the returned object alive.
@@ -38,4 +40,6 @@ def start_embedded_engine(*, host: str, port: int, parallel: int, context: int, 
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.endpoint_metrics = True
+    # llama.cpp's default (3) logs every slot's timings per request, drowning `make run`'s output.
+    params.verbosity = verbosity
     return xllamacpp.Server(params)

@@ -19,10 +19,18 @@ class Command(BaseCommand):
             "--context", type=int, default=settings.EMBEDDED_ENGINE_CONTEXT, help="per slot"
         )
         parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 2, 4))
+        parser.add_argument(
+            "--verbosity-engine", type=int, default=0, help="llama.cpp log level (3 = per request)"
+        )
 
-    def handle(self, *args, host, port, parallel, context, threads, **options):
+    def handle(self, *args, host, port, parallel, context, threads, verbosity_engine, **options):
         server = start_embedded_engine(
-            host=host, port=port, parallel=parallel, context=context, threads=threads
+            host=host,
+            port=port,
+            parallel=parallel,
+            context=context,
+            threads=threads,
+            verbosity=verbosity_engine,
         )
         self.stdout.write(f"Embedded engine listening on {server.listening_address}", ending="\n")
         self.stdout.flush()
