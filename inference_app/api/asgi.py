@@ -6,8 +6,10 @@ each request (about 10% of the gateway's CPU per request in bench/profile.py). U
 views and exception handling are Django's own, unchanged.
 """
 
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
+from django.http.request import split_domain_port, validate_host
 
 
 class MiddlewareFreeASGIHandler(ASGIHandler):
@@ -21,12 +23,22 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
 
 
 def route_api_apart(*, api_app, site_app, prefix: str = "/v1/"):
-    """An ASGI app sending `prefix` paths to `api_app` and everything else to `site_app`."""
+    """An ASGI app sending `prefix` paths to `api_app` and everything else to `site_app`.
+
+    A request whose Host is not in ALLOWED_HOSTS goes to `site_app`, whose middleware refuses it
+    as for any page: skipping the middleware must not skip that check.
+    """
 
     async def app(scope, receive, send):
-        if scope["path"].startswith(prefix):
+        if scope["path"].startswith(prefix) and _host_allowed(scope):
             await api_app(scope, receive, send)
         else:
             await site_app(scope, receive, send)
 
     return app
+
+
+def _host_allowed(scope) -> bool:
+    host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+    domain, _ = split_domain_port(host)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)

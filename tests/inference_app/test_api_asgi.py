@@ -16,7 +16,10 @@ def _headers(response) -> dict[str, str]:
 
 async def test_api_runs_without_site_middleware_and_answers_in_our_shape():
     response = await HttpCommunicator(
-        application, "GET", "/v1/models", headers=[(b"authorization", b"Bearer ys-nope")]
+        application,
+        "GET",
+        "/v1/models",
+        headers=[(b"host", b"testserver"), (b"authorization", b"Bearer ys-nope")],
     ).get_response()
     assert response["status"] == 401
     assert json.loads(response["body"])["error"]["code"] == "invalid_api_key"
@@ -32,3 +35,13 @@ async def test_site_pages_still_get_the_middleware():
     headers = _headers(response)
     assert headers["x-frame-options"] == "DENY"
     assert "csrftoken" in headers.get("set-cookie", "")
+
+
+async def test_api_still_refuses_hosts_outside_allowed_hosts():
+    response = await HttpCommunicator(
+        application,
+        "GET",
+        "/v1/models",
+        headers=[(b"host", b"evil.example"), (b"authorization", b"Bearer ys-nope")],
+    ).get_response()
+    assert response["status"] == 400
