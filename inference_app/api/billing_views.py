@@ -36,15 +36,6 @@ from inference_app.gateway import errors
 from inference_app.gateway.errors import GatewayError
 
 
-def not_an_org_admin() -> GatewayError:
-    return GatewayError(
-        status=403,
-        message="Only organization admins can read billing details",
-        type="permission_error",
-        code="permission_denied",
-    )
-
-
 def _balance_payload(*, user_id: int, organization_id: int, caller_limits: dict) -> dict | None:
     user = get_user_model().objects.get(pk=user_id)
     if not is_org_admin(user=user, organization_id=organization_id):
@@ -91,5 +82,7 @@ async def billing_balance(request: HttpRequest) -> HttpResponse:
         },
     )
     if payload is None:
-        return error_response(not_an_org_admin())
+        return error_response(
+            errors.permission_denied("Only organization admins can read billing details")
+        )
     return json_response(payload)

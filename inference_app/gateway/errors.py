@@ -57,6 +57,13 @@ def unsupported_country() -> GatewayError:
     )
 
 
+def permission_denied(message: str) -> GatewayError:
+    """A valid caller asking for something their role does not allow (e.g. billing, non-admin)."""
+    return GatewayError(
+        status=403, message=message, type="permission_error", code="permission_denied"
+    )
+
+
 def concurrency_limit_reached(retry_after_seconds: int = 1) -> GatewayError:
     return GatewayError(
         status=429,
