@@ -44,12 +44,9 @@ def ledger_append(
     `organization_updates` are other column updates of the organization row (e.g. the release
     of a hold) made by the same UPDATE as the balance, which saves a statement per charge.
     """
-    balance_after = organization.balance_micros + amount_micros
-    entry = LedgerEntry.objects.create(
-        organization=organization,
+    entry = LedgerEntry(
         kind=kind,
         amount_micros=amount_micros,
-        balance_after_micros=balance_after,
         overage_micros=overage_micros,
         request_id=request_id,
         grant=grant,
@@ -57,11 +54,34 @@ def ledger_append(
         note=note,
         created_at=at or timezone.now(),
     )
-    Organization.objects.filter(pk=organization.pk).update(
-        balance_micros=F("balance_micros") + amount_micros, **(organization_updates or {})
+    ledger_append_many(
+        organization=organization, entries=[entry], organization_updates=organization_updates
     )
-    organization.balance_micros = balance_after
     return entry
+
+
+def ledger_append_many(
+    *,
+    organization: Organization,
+    entries: list[LedgerEntry],
+    organization_updates: dict | None = None,
+) -> None:
+    """Append unsaved `entries` in order, with one INSERT and one UPDATE of the balance.
+
+    Each entry's balance_after is the balance once it and those before it are applied, exactly
+    as if they had been appended one by one. The caller holds organization_lock.
+    """
+    balance = organization.balance_micros
+    for entry in entries:
+        balance += entry.amount_micros
+        entry.organization = organization
+        entry.balance_after_micros = balance
+    LedgerEntry.objects.bulk_create(entries)
+    Organization.objects.filter(pk=organization.pk).update(
+        balance_micros=F("balance_micros") + (balance - organization.balance_micros),
+        **(organization_updates or {}),
+    )
+    organization.balance_micros = balance
 
 
 def ledger_sum_micros(*, organization_id: int) -> int:

@@ -1,6 +1,7 @@
 """Settling a request: its one usage row, its charge, and the release of its reservation."""
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -13,7 +14,7 @@ from billing.credits import (
     credits_expire_due_locked,
     db_moment,
 )
-from billing.ledger import ledger_append, month_start, organization_lock
+from billing.ledger import ledger_append_many, month_start, organization_lock
 from billing.models import LedgerEntry, Organization, Reservation, UsageRecord
 from billing.quota import _release_locked
 
@@ -66,77 +67,125 @@ def settle_usage(report: UsageReport) -> UsageRecord:
     ran); it uses credits soonest-expiring first, and whatever no credit covers is overage.
     The request's reservation is released in the same transaction.
     """
-    cost = usage_cost_micros(
+    return settle_usage_batch([report])[0]
+
+
+def settle_usage_batch(reports: Sequence[UsageReport]) -> list[UsageRecord]:
+    """settle_usage for many reports in one transaction; returns their rows in the same order.
+
+    Per organization: one lock, one statement for what settling needs to know, one INSERT of the
+    usage rows, one of the ledger entries and one UPDATE of the organization, however many
+    reports. The result is the same as settling the reports one by one in order (a request id
+    seen twice, here or before, is charged once).
+    """
+    by_organization: dict[int, list[UsageReport]] = {}
+    for report in reports:
+        by_organization.setdefault(report.organization_id, []).append(report)
+    now = timezone.now()
+    records: dict[str, UsageRecord] = {}
+    with transaction.atomic():
+        # Locks taken in id order, so two batches never wait on each other in a cycle.
+        for organization_id in sorted(by_organization):
+            records.update(
+                _settle_organization(
+                    organization_id=organization_id,
+                    reports=by_organization[organization_id],
+                    now=now,
+                )
+            )
+    return [records[report.request_id] for report in reports]
+
+
+def _settle_organization(
+    *, organization_id: int, reports: list[UsageReport], now: datetime
+) -> dict[str, UsageRecord]:
+    # The row lock also serialises replays of one request id: the second one waits, then finds
+    # the first one's row.
+    org = organization_lock(organization_id=organization_id)
+    request_ids = list(dict.fromkeys(report.request_id for report in reports))
+    # What settling needs to know, read after the lock (see reserve_credits).
+    state = _settle_checks(organization_id=org.pk, request_ids=request_ids, now=now)
+    fresh: dict[str, UsageRecord] = {}
+    for report in reports:
+        if report.request_id in state["settled"] or report.request_id in fresh:
+            continue  # a replay: charged once already
+        fresh[report.request_id] = UsageRecord(
+            **dataclasses.asdict(report), cost_micros=_cost_micros_of(report)
+        )
+    UsageRecord.objects.bulk_create(fresh.values())
+    # The release of the holds on this organization joins the organization's one UPDATE below;
+    # a hold on another organization (a caller's mistake) is released the old way.
+    updates = {}
+    held_here = {
+        request_id: amount
+        for request_id, (holder, amount) in state["holds"].items()
+        if holder == org.pk
+    }
+    if held_here:
+        Reservation.objects.filter(request_id__in=held_here).delete()
+        updates["reserved_micros"] = F("reserved_micros") - sum(held_here.values())
+    for request_id in state["holds"].keys() - held_here.keys():
+        _release_locked(request_id)
+    charged = [record for record in fresh.values() if record.cost_micros]
+    if charged:
+        if state["due"]:
+            credits_expire_due_locked(organization=org, now=now)
+        _charge_locked(organization=org, records=charged, now=now, updates=updates)
+    elif updates:
+        Organization.objects.filter(pk=org.pk).update(**updates)
+    if state["settled"]:
+        fresh.update(
+            (record.request_id, record)
+            for record in UsageRecord.objects.filter(request_id__in=state["settled"])
+        )
+    return fresh
+
+
+def _cost_micros_of(report: UsageReport) -> int:
+    return usage_cost_micros(
         prompt_tokens=report.prompt_tokens,
         completion_tokens=report.completion_tokens,
         input_price_micros=report.input_price_micros,
         output_price_micros=report.output_price_micros,
     )
-    now = timezone.now()
-    request_id = report.request_id
-    with transaction.atomic():
-        # The row lock also serialises replays of one request id: the second one waits, then
-        # finds the first one's row.
-        org = organization_lock(organization_id=report.organization_id)
-        # What settling needs to know, in one statement, read after the lock (see
-        # reserve_credits): replay or not, the hold to release, and whether a grant is due.
-        state = _settle_checks(organization_id=org.pk, request_id=request_id, now=now)
-        if state["settled"]:
-            _release_locked(request_id)
-            return UsageRecord.objects.get(request_id=request_id)
-        record = UsageRecord.objects.create(**dataclasses.asdict(report), cost_micros=cost)
-        # The release of a hold on this organization joins the organization's one UPDATE below;
-        # a hold on another organization (a caller's mistake) is released the old way.
-        updates = {}
-        if state["held_by"] == org.pk:
-            deleted, _ = Reservation.objects.filter(request_id=request_id).delete()
-            if deleted:  # always, as holds only move under the lock; but never release twice
-                updates["reserved_micros"] = F("reserved_micros") - state["held_micros"]
-        elif state["held_by"] is not None:
-            _release_locked(request_id)
-        if cost:
-            if state["due"]:
-                credits_expire_due_locked(organization=org, now=now)
-            _charge_locked(
-                organization=org, record=record, cost_micros=cost, now=now, updates=updates
-            )
-        elif updates:
-            Organization.objects.filter(pk=org.pk).update(**updates)
-    return record
 
 
-def _settle_checks(*, organization_id: int, request_id: str, now: datetime) -> dict:
-    """settled (a replay), held_by and held_micros (the request's hold), due (a grant to expire)."""
-    reservations = Reservation._meta.db_table
+def _settle_checks(*, organization_id: int, request_ids: list[str], now: datetime) -> dict:
+    """settled (ids already charged: replays), holds (request id -> (organization id, amount)),
+    due (a grant to expire), in one statement."""
+    marks = ", ".join(["%s"] * len(request_ids))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {UsageRecord._meta.db_table} WHERE request_id = %s),"
-            f" (SELECT organization_id FROM {reservations} WHERE request_id = %s),"
-            f" (SELECT amount_micros FROM {reservations} WHERE request_id = %s),"
-            f" {GRANT_DUE_EXISTS_SQL}",
-            [request_id, request_id, request_id, organization_id, db_moment(now)],
+            f"SELECT 1, request_id, NULL, NULL FROM {UsageRecord._meta.db_table}"
+            f" WHERE request_id IN ({marks})"
+            " UNION ALL"
+            f" SELECT 2, request_id, organization_id, amount_micros"
+            f" FROM {Reservation._meta.db_table} WHERE request_id IN ({marks})"
+            " UNION ALL"
+            f" SELECT 3, NULL, NULL, NULL WHERE {GRANT_DUE_EXISTS_SQL}",
+            [*request_ids, *request_ids, organization_id, db_moment(now)],
         )
-        settled, held_by, held_micros, due = cursor.fetchone()
+        rows = cursor.fetchall()
     return {
-        "settled": bool(settled),
-        "held_by": held_by,
-        "held_micros": held_micros,
-        "due": bool(due),
+        "settled": {request_id for kind, request_id, _, _ in rows if kind == 1},
+        "holds": {
+            request_id: (holder, amount) for kind, request_id, holder, amount in rows if kind == 2
+        },
+        "due": any(kind == 3 for kind, _, _, _ in rows),
     }
 
 
 def _charge_locked(
-    *,
-    organization: Organization,
-    record: UsageRecord,
-    cost_micros: int,
-    now: datetime,
-    updates: dict,
+    *, organization: Organization, records: list[UsageRecord], now: datetime, updates: dict
 ) -> None:
-    """Charge the record; `updates` are other organization columns to set by the same UPDATE."""
-    uncovered = credits_consume_locked(
-        organization=organization, amount_micros=cost_micros, now=now
-    )
+    """Charge the records, in order; `updates` are other organization columns to set by the
+    same UPDATE.
+
+    Credits go to the earliest records first, so each ledger entry's overage is what it would
+    be had the records been charged one by one.
+    """
+    total = sum(record.cost_micros for record in records)
+    uncovered = credits_consume_locked(organization=organization, amount_micros=total, now=now)
     if uncovered:
         month = month_start(now)
         if organization.overage_month == month:
@@ -144,13 +193,19 @@ def _charge_locked(
         else:
             updates["overage_month"] = month
             updates["overage_micros"] = uncovered
-    ledger_append(
-        organization=organization,
-        kind=LedgerEntry.Kind.CHARGE,
-        amount_micros=-cost_micros,
-        request_id=record.request_id,
-        overage_micros=uncovered,
-        note=record.model,
-        at=now,
-        organization_updates=updates,
-    )
+    covered_left = total - uncovered
+    entries = []
+    for record in records:
+        covered = min(record.cost_micros, covered_left)
+        covered_left -= covered
+        entries.append(
+            LedgerEntry(
+                kind=LedgerEntry.Kind.CHARGE,
+                amount_micros=-record.cost_micros,
+                request_id=record.request_id,
+                overage_micros=record.cost_micros - covered,
+                note=record.model,
+                created_at=now,
+            )
+        )
+    ledger_append_many(organization=organization, entries=entries, organization_updates=updates)
