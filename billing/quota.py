@@ -136,6 +136,29 @@ def release_reservation(*, request_id: str) -> None:
         _release_locked(request_id)
 
 
+def reservation_shrink(*, request_id: str, amount_micros: int) -> None:
+    """Lower the hold of `request_id` to `amount_micros` (never raises it; no hold, no-op)."""
+    if amount_micros < 0:
+        raise ValueError("a reservation cannot be negative")
+    with transaction.atomic():
+        organization_id = (
+            Reservation.objects.filter(request_id=request_id)
+            .values_list("organization_id", flat=True)
+            .first()
+        )
+        if organization_id is None:
+            return
+        organization_lock(organization_id=organization_id)
+        reservation = Reservation.objects.get(request_id=request_id)
+        freed = reservation.amount_micros - amount_micros
+        if freed <= 0:
+            return
+        Reservation.objects.filter(pk=reservation.pk).update(amount_micros=amount_micros)
+        Organization.objects.filter(pk=organization_id).update(
+            reserved_micros=F("reserved_micros") - freed
+        )
+
+
 def _release_locked(request_id: str) -> int:
     """Release the hold of `request_id`; the caller holds the organization's row lock."""
     reservation = Reservation.objects.filter(request_id=request_id).first()

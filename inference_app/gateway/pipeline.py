@@ -1,6 +1,6 @@
 """The one path every chat completion takes, from the API view and the playground alike.
 
-start_chat_completion: validate → take concurrency slots → reserve the worst-case cost → open
+start_chat_completion: validate → take concurrency slots → hold the worst-case cost → open
 the engine request on a healthy deployment. Any rejection before the engine answers leaves
 nothing taken and nothing written. After that, ChatCall owns the request: its slots are
 released and its usage settled exactly once, whichever way it ends (done, engine error,
@@ -20,12 +20,18 @@ from datetime import UTC, datetime
 import httpx
 
 from billing.errors import QuotaExceeded
-from billing.quota import release_reservation, reserve_credits
+from billing.quota import release_reservation
 from billing.usage import UsageReport, usage_cost_micros
-from inference_app.gateway import engine_client, errors, routing, settlement, tokens
+from inference_app.gateway import (
+    credit_holds,
+    engine_client,
+    errors,
+    routing,
+    settlement,
+    tokens,
+)
 from inference_app.gateway.callers import Caller
 from inference_app.gateway.concurrency import Lease, acquire_slots
-from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.requests import ChatRequest, parse_chat_request
 
 log = logging.getLogger(__name__)
@@ -112,6 +118,7 @@ class ChatCall:
         self._max_tokens = max_tokens
         self._counter = tokens.CompletionCounter()
         self._lease: Lease | None = None
+        self._hold: credit_holds.Hold | None = None
         self._response: httpx.Response | None = None
         self._created_at = datetime.now(UTC)
         self._started = time.monotonic()
@@ -136,18 +143,17 @@ class ChatCall:
         except BaseException:
             _in_flight.pop(self.request_id, None)
             raise
-        # The reservation runs in a thread that a cancellation cannot stop: shield it, and if
-        # the caller goes away meanwhile, wait for it and undo it rather than leak the hold.
+        # The hold may run in a thread that a cancellation cannot stop: shield it, and if the
+        # caller goes away meanwhile, wait for it and undo it rather than leak the hold.
         reserve = asyncio.ensure_future(
-            run_db(
-                reserve_credits,
+            credit_holds.hold(
                 organization_id=self.caller.organization_id,
                 request_id=self.request_id,
                 amount_micros=self.worst_case_cost_micros(),
             )
         )
         try:
-            await asyncio.shield(reserve)
+            self._hold = await asyncio.shield(reserve)
         except QuotaExceeded:
             _in_flight.pop(self.request_id, None)
             await asyncio.shield(self._lease.release())
@@ -159,8 +165,8 @@ class ChatCall:
 
     async def _undo_admission(self, reserve: asyncio.Future) -> None:
         try:
-            await reserve
-            await run_db(release_reservation, request_id=self.request_id)
+            hold = await reserve
+            await hold.release_unused()
         except Exception:
             pass  # the reservation failed: nothing to undo
         finally:
@@ -419,12 +425,13 @@ class ChatCall:
                 log.exception("releasing the slots of %s", self.request_id)
         if not record:
             try:
-                await run_db(release_reservation, request_id=self.request_id)
+                await self._hold.release_unused()
             except Exception:
                 log.exception("releasing the reservation of %s failed", self.request_id)
             return
         report = self._usage_report(status=status, http_status=http_status, error_code=error_code)
         self._settlement = await settlement.settle(report)
+        self._hold.settled_by(self._settlement)
 
     def _usage_report(self, *, status: str, http_status: int, error_code: str) -> UsageReport:
         # Nothing reached the engine's answer yet (refused, cancelled while opening): nothing

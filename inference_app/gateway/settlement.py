@@ -23,6 +23,7 @@ import time
 import weakref
 
 from billing.usage import UsageReport, settle_usage, settle_usage_batch
+from inference_app.gateway import credit_holds
 from inference_app.gateway.db_threads import run_db, run_db_background, under_sync_caller
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,11 @@ def submit(report: UsageReport) -> asyncio.Future:
 
 
 async def drain() -> None:
-    """Wait until every submitted report is written (tests, graceful shutdown)."""
+    """Wait until every submitted report is written and the credit slices no request uses are
+    released (tests, graceful shutdown)."""
     while _tasks:
         await asyncio.gather(*list(_tasks), return_exceptions=True)
+    await credit_holds.drain()
 
 
 def pending_count() -> int:
@@ -146,15 +149,15 @@ def settle_at_exit(report: UsageReport) -> None:
 def _settle_leftovers() -> None:
     leftovers = list(_pending.values())
     _pending.clear()
-    if not leftovers:
-        return
     try:
-        settle_usage_batch(leftovers)
-        return
+        if leftovers:
+            settle_usage_batch(leftovers)
     except Exception:
         log.warning("settling %d reports at exit failed; one by one now", len(leftovers))
-    for report in leftovers:
-        try:
-            settle_usage(report)
-        except Exception:
-            log.exception("could not settle usage at exit: %r", report)
+        for report in leftovers:
+            try:
+                settle_usage(report)
+            except Exception:
+                log.exception("could not settle usage at exit: %r", report)
+    # Only now, with every charge written, may the slices that covered them go.
+    credit_holds.release_all_at_exit()

@@ -216,12 +216,12 @@ async def test_slots_are_released_on_engine_errors(world, fake_engine, behaviour
 async def test_unexpected_failure_is_500_in_our_shape_and_frees_the_slot(
     world, fake_engine, monkeypatch
 ):
-    from inference_app.gateway import pipeline
+    from inference_app.gateway import credit_holds
 
     def broken(**kwargs):
         raise RuntimeError("database fell over")
 
-    monkeypatch.setattr(pipeline, "reserve_credits", broken)
+    monkeypatch.setattr(credit_holds, "reserve_credits", broken)
     response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "server_error"
@@ -236,17 +236,17 @@ async def test_cancelled_while_reserving_leaves_no_hold_and_no_slot(
     """The reservation's thread cannot be stopped: a caller cancelled meanwhile must undo it."""
     import threading
 
-    from inference_app.gateway import pipeline
+    from inference_app.gateway import credit_holds
 
     entered, proceed = threading.Event(), threading.Event()
-    real_reserve = pipeline.reserve_credits
+    real_reserve = credit_holds.reserve_credits
 
     def slow_reserve(**kwargs):
         entered.set()
         proceed.wait(5)
         real_reserve(**kwargs)
 
-    monkeypatch.setattr(pipeline, "reserve_credits", slow_reserve)
+    monkeypatch.setattr(credit_holds, "reserve_credits", slow_reserve)
     caller = await api_caller(world)
     task = asyncio.create_task(
         start_chat_completion(caller, {"model": TEXT_MODEL, "messages": HELLO})
