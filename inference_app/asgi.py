@@ -11,16 +11,17 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from inference_app.api.asgi import MiddlewareFreeASGIHandler, route_api_apart  # noqa: E402
+from inference_app.api.asgi import ApiASGIHandler, route_api_apart  # noqa: E402
 from inference_app.gateway.body_limit import RequestSizeLimit  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # Oversized /v1/ bodies are refused before Django reads them.
-        # /v1/ skips the site's middleware (sessions, CSRF, static files…): it needs none.
+        # /v1/ skips the site's middleware (sessions, CSRF, static files…) and Django's
+        # per-request thread: it needs neither (see inference_app/api/asgi.py).
         "http": RequestSizeLimit(
-            route_api_apart(api_app=MiddlewareFreeASGIHandler(), site_app=django_asgi_app)
+            route_api_apart(api_app=ApiASGIHandler(), site_app=django_asgi_app)
         ),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

@@ -22,7 +22,6 @@ Response (amounts are integer micro-dollars, 1 USD = 1_000_000, with a decimal s
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -33,6 +32,7 @@ from billing.organizations import is_org_admin
 from billing.selectors import billing_summary
 from inference_app.api.views import authenticate_request, error_response, json_response
 from inference_app.gateway import errors
+from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.errors import GatewayError
 
 
@@ -73,7 +73,8 @@ async def billing_balance(request: HttpRequest) -> HttpResponse:
         caller = await authenticate_request(request)
     except GatewayError as exc:
         return error_response(exc)
-    payload = await sync_to_async(_balance_payload)(
+    payload = await run_db(
+        _balance_payload,
         user_id=caller.user_id,
         organization_id=caller.organization_id,
         caller_limits={
