@@ -71,9 +71,10 @@ def analyse(raw_path: str, top: int = 15, wall_ms_per_sample: float | None = Non
     """The report; with `wall_ms_per_sample` (wall mode: ms of wall time one sample stands for,
     per request) the buckets are in milliseconds of wall time per request instead of shares."""
     stacks = []
-    for line in open(raw_path):
+    for line in open(raw_path, errors="replace"):
         stack, _, count = line.rstrip().rpartition(" ")
-        if stack:
+        # py-spy now and then writes a frame it could not read whole: skip that sample.
+        if stack and count.isdigit():
             stacks.append(([_frame_name(f) for f in stack.split(";")], int(count)))
     total = sum(n for _, n in stacks) or 1
     if wall_ms_per_sample is not None:
