@@ -154,12 +154,20 @@ async def _stream_response(call: ChatCall) -> StreamingHttpResponse:
 async def _sse_events(call: ChatCall) -> AsyncIterator[bytes]:
     try:
         failed = False
+        token_written = False
         async for batch in call.chunk_batches():
             failed = "error" in batch[-1]
             yield b"".join(
                 b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
                 for chunk in batch
             )
+            if not token_written:
+                # Let the server write what came before the first token, and the first token,
+                # now. When the engine's bytes are already buffered the stream is read without
+                # ever suspending, and daphne (Twisted) writes to the socket only from the event
+                # loop: the first token of a burst would reach the client with the last one.
+                await asyncio.sleep(0)
+                token_written = call.time_to_first_token_ms is not None
         if not failed:  # a stream that broke off ends with its error event, not [DONE]
             yield b"data: [DONE]\n\n"
     finally:

@@ -284,6 +284,7 @@ class ChatCall:
         try:
             created = None
             try:
+                first_token_sent = False
                 async for events in engine_client.iter_event_batches(self._response):
                     batch = []
                     for chunk in events:
@@ -297,6 +298,12 @@ class ChatCall:
                         if self._take_chunk(chunk):
                             created = chunk.get("created", created)
                             batch.append(chunk)
+                            if not first_token_sent and self.time_to_first_token_ms is not None:
+                                # The first token goes out at once, not after the rest of a
+                                # burst that arrived with it.
+                                first_token_sent = True
+                                yield batch
+                                batch = []
                     if batch:
                         yield batch
                     if self._lease is not None:

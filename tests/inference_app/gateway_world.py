@@ -77,7 +77,8 @@ class EngineStream(httpx.AsyncByteStream):
 class FakeEngine:
     """Answers chat completions per host: 'ok', 'refuse', 'http429', 'http500', 'http503',
     'http400',
-    'break' (stream fails after two tokens), 'garbage' (200 with a body that is no completion).
+    'break' (stream fails after two tokens), 'garbage' (200 with a body that is no completion),
+    'burst' (a stream that arrives in one read).
     Records every request it gets."""
 
     behaviour: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -153,6 +154,10 @@ class FakeEngine:
             events.append({**base, "choices": [], "usage": usage})
         lines = [f"data: {json.dumps(event)}\n\n".encode() for event in events]
         lines.append(b"data: [DONE]\n\n")
+        if behaviour == "burst":  # the whole stream in one network read
+            return httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=b"".join(lines)
+            )
         fail_after = 2 if behaviour == "break" else None
         return httpx.Response(
             200,

@@ -296,3 +296,18 @@ async def test_through_the_view_with_redis_slots(
     assert response.status_code == 200
     _ = [part async for part in response.streaming_content]
     assert await slots_in_use(world) == (0, 0)
+
+
+async def test_the_first_token_of_a_burst_is_passed_on_alone(world, fake_engine):
+    """A fast engine's whole answer can arrive in one read: the first token still goes out
+    first, alone, and the rest follows in one batch (one write downstream)."""
+    fake_engine.behaviour["engine-a.test"] = "burst"
+    call = await start_chat_completion(
+        await api_caller(world), {"model": TEXT_MODEL, "messages": HELLO, "stream": True}
+    )
+    batches = [batch async for batch in call.chunk_batches()]
+
+    contents = [
+        [c["choices"][0]["delta"].get("content") for c in b if c["choices"]] for b in batches
+    ]
+    assert contents == [["Hello"], [" there", ",", " friend", "!", None]]
