@@ -160,3 +160,40 @@ def test_bad_json_is_a_400_error_body(engine):
     response = httpx.post(engine + "/v1/chat/completions", content=b"{not json")
     assert response.status_code == 400
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.fixture(scope="module")
+def relay(engine):
+    """bench.relay_floor (the floor the gateway is measured against) in front of the engine."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        + ["bench.relay_floor:app"],
+        cwd=ROOT,
+        env={"RELAY_ENGINE_URL": engine + "/v1", "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(base + "/health", timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("the relay did not start")
+            time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_the_relay_floor_passes_answers_through_unchanged(engine, relay):
+    plain = _chat(relay, max_tokens=3).json()
+    assert plain["object"] == "chat.completion" and plain["usage"]["completion_tokens"] == 3
+    events = _events(_chat(relay, stream=True, stream_options={"include_usage": True}))
+    assert events[-1] == "[DONE]"
+    assert events[-2]["usage"]["completion_tokens"] == 5
+    assert _events(_chat(engine, stream=True))[-1] == "[DONE]"
