@@ -76,7 +76,9 @@ def test_a_batch_charges_exactly_as_one_by_one_settlement_does():
 def test_a_batch_releases_every_hold_and_skips_what_was_settled_before(free_org):
     reports = [make_report(free_org, request_id=f"held-{i}") for i in range(5)]
     for report in reports:
-        reserve_credits(organization_id=free_org.pk, request_id=report.request_id, amount_micros=900)
+        reserve_credits(
+            organization_id=free_org.pk, request_id=report.request_id, amount_micros=900
+        )
     settle_usage(reports[0])
     free_org.refresh_from_db()
     assert free_org.reserved_micros == 4 * 900
