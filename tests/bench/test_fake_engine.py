@@ -20,20 +20,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def engine():
+def _daphne(app: str, env: dict, what: str):
+    """`app` under daphne on a free port; yields its base URL once /health answers."""
     port = _free_port()
-    env = {
-        "FAKE_ENGINE_TOKENS": "5",
-        "FAKE_ENGINE_MODELS": "fake-a,fake-b",
-        "FAKE_ENGINE_MODEL_OVERRIDES": json.dumps({"slow-model": {"delay_ms": 300}}),
-        "PATH": "/usr/bin:/bin",
-    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-        + ["bench.fake_engine:app"],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
         cwd=ROOT,
-        env=env,
+        env={**env, "PATH": "/usr/bin:/bin"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -46,11 +39,21 @@ def engine():
         except httpx.HTTPError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                pytest.fail("the fake engine did not start")
+                pytest.fail(f"{what} did not start")
             time.sleep(0.1)
     yield base
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    env = {
+        "FAKE_ENGINE_TOKENS": "5",
+        "FAKE_ENGINE_MODELS": "fake-a,fake-b",
+        "FAKE_ENGINE_MODEL_OVERRIDES": json.dumps({"slow-model": {"delay_ms": 300}}),
+    }
+    yield from _daphne("bench.fake_engine:app", env, "the fake engine")
 
 
 def _chat(base: str, headers=None, **body) -> httpx.Response:
@@ -165,29 +168,7 @@ def test_bad_json_is_a_400_error_body(engine):
 @pytest.fixture(scope="module")
 def relay(engine):
     """bench.relay_floor (the floor the gateway is measured against) in front of the engine."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-        + ["bench.relay_floor:app"],
-        cwd=ROOT,
-        env={"RELAY_ENGINE_URL": engine + "/v1", "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(base + "/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("the relay did not start")
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    yield from _daphne("bench.relay_floor:app", {"RELAY_ENGINE_URL": engine + "/v1"}, "the relay")
 
 
 def test_the_relay_floor_passes_answers_through_unchanged(engine, relay):
