@@ -105,6 +105,23 @@ def test_htmx_filter_change_renders_only_the_results_partial(client, org_with_us
     assert "<html" not in html and "usage-chart-data" in html
 
 
+def test_htmx_range_change_also_refreshes_the_model_and_project_choices(client, org_with_usage):
+    client.force_login(make_user(organization=org_with_usage))
+    today = timezone.now().astimezone(UTC).date().isoformat()
+    response = client.get(
+        "/billing/usage/", {"start": today, "end": today}, headers={"HX-Request": "true"}
+    )
+    html = response.content.decode()
+    # Only today's usage (m-beta in p1) is offered, swapped into the form out of band.
+    choices = html[html.index('<div id="usage-choices"') :]
+    assert 'hx-swap-oob="true"' in choices.split(">", 1)[0]
+    assert '<option value="m-beta">' in choices and "m-alpha" not in choices
+    assert '<option value="team-a/p1">' in choices and "team-a/p2" not in choices
+    full = client.get("/billing/usage/").content.decode()  # the whole page: no out-of-band copy
+    assert full.count('id="usage-choices"') == 1 and "hx-swap-oob" not in full
+    assert '<option value="m-alpha">' in full
+
+
 def test_invalid_range_falls_back_to_defaults_with_a_message(client, org_with_usage):
     client.force_login(make_user(organization=org_with_usage))
     response = client.get("/billing/usage/", {"start": "2026-05-01", "end": "2026-04-01"})
