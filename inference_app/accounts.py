@@ -5,6 +5,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Organization
+from inference_app.gateway.callers import forget_key
 from inference_app.models import (
     API_KEY_LOOKUP_CHARS,
     ApiKey,
@@ -56,3 +57,5 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
+        # This process's gateway forgets it at once (others within GATEWAY_CACHE_SECONDS).
+        transaction.on_commit(lambda: forget_key(api_key.prefix))

@@ -1,8 +1,9 @@
 """Who is calling: an API key (plus OpenAI-Project header) or a signed-in user, as a Caller.
 
 Resolution reads the database at most once every few seconds per key and project (TTLCache):
-the hot path of a busy key costs a SHA-256 and two dict lookups. A revoked key stops working
-within CACHE_SECONDS.
+the hot path of a busy key costs a SHA-256 and two dict lookups. A revoked key stops working at
+once in the process that revoked it (accounts.api_key_revoke calls forget_key), and within
+CACHE_SECONDS in any other process.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class _KeyRow:
 _keys = TTLCache(CACHE_SECONDS)
 _projects = TTLCache(CACHE_SECONDS)
 _last_touched: dict[int, float] = {}
+
+
+def forget_key(prefix: str) -> None:
+    """Drop a key from this process's cache, so its next request reads it again (revocation)."""
+    _keys.discard(prefix)
 
 
 def clear_caches() -> None:

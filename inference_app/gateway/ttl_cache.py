@@ -34,6 +34,9 @@ class TTLCache:
         ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
         self._entries[key] = (time.monotonic() + ttl, value)
 
+    def discard(self, key: Any) -> None:
+        self._entries.pop(key, None)
+
     def clear(self) -> None:
         self._entries.clear()
 
