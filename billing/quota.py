@@ -125,15 +125,8 @@ def reserve_credits(*, organization_id: int, request_id: str, amount_micros: int
 def release_reservation(*, request_id: str) -> None:
     """Drop the hold of a request that will not be charged. Safe to call twice."""
     with transaction.atomic():
-        organization_id = (
-            Reservation.objects.filter(request_id=request_id)
-            .values_list("organization_id", flat=True)
-            .first()
-        )
-        if organization_id is None:
-            return
-        organization_lock(organization_id=organization_id)
-        _release_locked(request_id)
+        if _lock_holder(request_id) is not None:
+            _release_locked(request_id)
 
 
 def reservation_shrink(*, request_id: str, amount_micros: int) -> None:
@@ -141,22 +134,29 @@ def reservation_shrink(*, request_id: str, amount_micros: int) -> None:
     if amount_micros < 0:
         raise ValueError("a reservation cannot be negative")
     with transaction.atomic():
-        organization_id = (
-            Reservation.objects.filter(request_id=request_id)
-            .values_list("organization_id", flat=True)
-            .first()
-        )
-        if organization_id is None:
+        if _lock_holder(request_id) is None:
             return
-        organization_lock(organization_id=organization_id)
-        reservation = Reservation.objects.get(request_id=request_id)
-        freed = reservation.amount_micros - amount_micros
-        if freed <= 0:
+        # Read again under the lock: released or shrunk meanwhile, it is what it is now.
+        reservation = Reservation.objects.filter(request_id=request_id).first()
+        if reservation is None or reservation.amount_micros <= amount_micros:
             return
         Reservation.objects.filter(pk=reservation.pk).update(amount_micros=amount_micros)
-        Organization.objects.filter(pk=organization_id).update(
-            reserved_micros=F("reserved_micros") - freed
+        Organization.objects.filter(pk=reservation.organization_id).update(
+            reserved_micros=F("reserved_micros") - (reservation.amount_micros - amount_micros)
         )
+
+
+def _lock_holder(request_id: str) -> int | None:
+    """Lock the organization holding `request_id`'s reservation; its id, or None if no hold.
+    The caller is in a transaction."""
+    organization_id = (
+        Reservation.objects.filter(request_id=request_id)
+        .values_list("organization_id", flat=True)
+        .first()
+    )
+    if organization_id is not None:
+        organization_lock(organization_id=organization_id)
+    return organization_id
 
 
 def _release_locked(request_id: str) -> int:
