@@ -96,16 +96,21 @@ class Hold:
 async def hold(*, organization_id: int, request_id: str, amount_micros: int) -> Hold:
     """Hold `amount_micros` for `request_id`, or raise QuotaExceeded and hold nothing."""
     if under_sync_caller():
-        await run_db(
-            reserve_credits,
-            organization_id=organization_id,
-            request_id=request_id,
-            amount_micros=amount_micros,
-        )
-        return Hold(request_id=request_id, amount_micros=amount_micros, slice_=None)
+        return await _hold_of_its_own(organization_id, request_id, amount_micros)
     return await _slices().hold(
         organization_id=organization_id, request_id=request_id, amount_micros=amount_micros
     )
+
+
+async def _hold_of_its_own(organization_id: int, request_id: str, amount_micros: int) -> Hold:
+    """A reservation for this request alone, as without slices (or QuotaExceeded)."""
+    await run_db(
+        reserve_credits,
+        organization_id=organization_id,
+        request_id=request_id,
+        amount_micros=amount_micros,
+    )
+    return Hold(request_id=request_id, amount_micros=amount_micros, slice_=None)
 
 
 async def drain() -> None:
@@ -162,12 +167,7 @@ class _Slices:
                     self.no_slice_until[organization_id] = self.loop.time() + IDLE_SECONDS
         if slice_ is None:  # near the limit: a reservation of its own, or QuotaExceeded
             await self._give_back_unused(organization_id)
-            await run_db(
-                reserve_credits,
-                organization_id=organization_id,
-                request_id=request_id,
-                amount_micros=amount_micros,
-            )
+            return await _hold_of_its_own(organization_id, request_id, amount_micros)
         return Hold(request_id=request_id, amount_micros=amount_micros, slice_=slice_)
 
     async def _open_slice(self, organization_id: int, amount: int) -> _Slice | None:
