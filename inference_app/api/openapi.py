@@ -1,0 +1,1010 @@
+"""The OpenAPI 3.1 document of the /v1 API, served unauthenticated at `GET /v1/openapi.json`.
+
+Written by hand rather than generated from the request model: it describes OpenAI's documented
+shapes (what a client library sends) with descriptions and examples, while the gateway's pydantic
+model is deliberately looser (unknown fields pass through to the engine). Tests keep the two in
+step: every field the gateway validates is documented, and every documented example is accepted.
+Error examples are built with the same constructors the gateway answers with, so the messages
+here are the messages callers see.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from inference_app.api.views import error_response
+from inference_app.gateway import errors
+
+_JSON = "application/json"
+_SSE = "text/event-stream"
+
+EXAMPLE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+EXAMPLE_VISION_MODEL = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
+
+# A 1x1 transparent PNG: the smallest image an example can carry inline.
+_PIXEL_DATA_URL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgAAACAAAB"
+    "4iG8MwAAAABJRU5ErkJggg=="
+)
+
+# Request examples, by name. Each must be accepted by the gateway's own validation (tested).
+CHAT_REQUEST_EXAMPLES: dict[str, dict] = {
+    "simple": {
+        "summary": "One question",
+        "value": {
+            "model": EXAMPLE_MODEL,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+            "max_tokens": 64,
+            "temperature": 0.2,
+        },
+    },
+    "streaming": {
+        "summary": "Streamed, with a usage chunk at the end",
+        "value": {
+            "model": EXAMPLE_MODEL,
+            "messages": [{"role": "user", "content": "Write a haiku about the sea."}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    },
+    "image": {
+        "summary": "An image (models whose input modalities include image)",
+        "value": {
+            "model": EXAMPLE_VISION_MODEL,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is in this image?"},
+                        {"type": "image_url", "image_url": {"url": _PIXEL_DATA_URL}},
+                    ],
+                }
+            ],
+        },
+    },
+    "tools": {
+        "summary": "A function the model may call",
+        "value": {
+            "model": EXAMPLE_MODEL,
+            "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "description": "The current weather in a city.",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"city": {"type": "string"}},
+                            "required": ["city"],
+                        },
+                    },
+                }
+            ],
+            "tool_choice": "auto",
+        },
+    },
+    "json_schema": {
+        "summary": "Structured output with a JSON schema",
+        "value": {
+            "model": EXAMPLE_MODEL,
+            "messages": [{"role": "user", "content": "Name a city and its country."}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "city",
+                    "strict": True,
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "city": {"type": "string"},
+                            "country": {"type": "string"},
+                        },
+                        "required": ["city", "country"],
+                        "additionalProperties": False,
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _error_examples(*named: tuple[str, str, errors.GatewayError]) -> dict:
+    return {name: {"summary": summary, "value": error.body()} for name, summary, error in named}
+
+
+def _error_response(description: str, *named, headers: dict | None = None) -> dict:
+    response = {
+        "description": description,
+        "content": {_JSON: {"schema": _ref("Error"), "examples": _error_examples(*named)}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _schemas() -> dict:
+    text_part = {
+        "type": "object",
+        "title": "Text content part",
+        "required": ["type", "text"],
+        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+    }
+    image_part = {
+        "type": "object",
+        "title": "Image content part",
+        "description": "An image, for models whose `modalities.input` includes `image` "
+        "(others answer 400). `url` is an `https` URL or a `data:image/...;base64,` URL.",
+        "required": ["type", "image_url"],
+        "properties": {
+            "type": {"const": "image_url"},
+            "image_url": {
+                "type": "object",
+                "required": ["url"],
+                "properties": {
+                    "url": {"type": "string", "minLength": 1, "examples": [_PIXEL_DATA_URL]},
+                    "detail": {"enum": ["auto", "low", "high"], "default": "auto"},
+                },
+            },
+        },
+    }
+    name = {"type": "string", "description": "An optional name for the participant."}
+    tool_call = {
+        "type": "object",
+        "required": ["id", "type", "function"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"const": "function"},
+            "function": {
+                "type": "object",
+                "required": ["name", "arguments"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "arguments": {
+                        "type": "string",
+                        "description": "The arguments as a JSON text, as the model wrote them: "
+                        "validate before use.",
+                    },
+                },
+            },
+        },
+    }
+    function_name = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}
+    return {
+        "Error": {
+            "type": "object",
+            "description": "Every error, whatever the status, has this body (OpenAI's shape).",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["message", "type", "param", "code"],
+                    "properties": {
+                        "message": {"type": "string", "description": "For people."},
+                        "type": {
+                            "type": "string",
+                            "description": "The error's family, e.g. `invalid_request_error`, "
+                            "`rate_limit_error`, `insufficient_quota`, `server_error`.",
+                        },
+                        "param": {
+                            **_nullable({"type": "string"}),
+                            "description": "The request parameter at fault, as a dotted path "
+                            "(`messages.0.content`), when there is one.",
+                        },
+                        "code": {
+                            **_nullable({"type": "string"}),
+                            "description": "For programs: `invalid_api_key`, "
+                            "`unsupported_country_region_territory`, `permission_denied`, "
+                            "`concurrency_limit_reached`, `insufficient_quota`, "
+                            "`model_not_found`, `invalid_request_error`, `request_too_large`, "
+                            "`unknown_url`, `method_not_allowed`, `server_error`, "
+                            "`engine_overloaded`.",
+                        },
+                    },
+                }
+            },
+        },
+        "TextContentPart": text_part,
+        "ImageContentPart": image_part,
+        "SystemMessage": {
+            "type": "object",
+            "title": "System or developer message",
+            "description": "Instructions for the model.",
+            "required": ["role", "content"],
+            "properties": {
+                "role": {"enum": ["system", "developer"]},
+                "content": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "array", "minItems": 1, "items": _ref("TextContentPart")},
+                    ]
+                },
+                "name": name,
+            },
+        },
+        "UserMessage": {
+            "type": "object",
+            "title": "User message",
+            "required": ["role", "content"],
+            "properties": {
+                "role": {"const": "user"},
+                "content": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "oneOf": [_ref("TextContentPart"), _ref("ImageContentPart")],
+                                "discriminator": {
+                                    "propertyName": "type",
+                                    "mapping": {
+                                        "text": "#/components/schemas/TextContentPart",
+                                        "image_url": "#/components/schemas/ImageContentPart",
+                                    },
+                                },
+                            },
+                        },
+                    ]
+                },
+                "name": name,
+            },
+        },
+        "AssistantMessage": {
+            "type": "object",
+            "title": "Assistant message",
+            "description": "An earlier answer of the model. `content` may be null when the turn "
+            "only called tools.",
+            "required": ["role"],
+            "properties": {
+                "role": {"const": "assistant"},
+                "content": _nullable(
+                    {
+                        "anyOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": _ref("TextContentPart")},
+                        ]
+                    }
+                ),
+                "name": name,
+                "tool_calls": {"type": "array", "items": tool_call},
+            },
+        },
+        "ToolMessage": {
+            "type": "object",
+            "title": "Tool message",
+            "description": "The result of a tool call, answering the call with `tool_call_id`.",
+            "required": ["role", "content", "tool_call_id"],
+            "properties": {
+                "role": {"const": "tool"},
+                "content": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "array", "minItems": 1, "items": _ref("TextContentPart")},
+                    ]
+                },
+                "tool_call_id": {"type": "string"},
+            },
+        },
+        "Message": {
+            "oneOf": [
+                _ref("SystemMessage"),
+                _ref("UserMessage"),
+                _ref("AssistantMessage"),
+                _ref("ToolMessage"),
+            ],
+        },
+        "Tool": {
+            "type": "object",
+            "required": ["type", "function"],
+            "properties": {
+                "type": {"const": "function"},
+                "function": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {
+                            **function_name,
+                            "description": "Letters, digits, `_` and `-`; at most 64.",
+                        },
+                        "description": {"type": "string"},
+                        "parameters": {
+                            "type": "object",
+                            "description": "The arguments, as a JSON Schema object.",
+                        },
+                        "strict": _nullable({"type": "boolean"}),
+                    },
+                },
+            },
+        },
+        "ToolChoice": {
+            "description": "`none`: answer in text; `auto` (the default with tools): the model "
+            "chooses; `required`: call at least one tool; or name one function to call.",
+            "anyOf": [
+                {"enum": ["none", "auto", "required"]},
+                {
+                    "type": "object",
+                    "required": ["type", "function"],
+                    "properties": {
+                        "type": {"const": "function"},
+                        "function": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": function_name},
+                        },
+                    },
+                },
+            ],
+        },
+        "ResponseFormat": {
+            "description": "`text` (the default); `json_object`: valid JSON (say so in the "
+            "messages too); `json_schema`: JSON matching the given schema.",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {"type": {"const": "text"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {"type": {"const": "json_object"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["type", "json_schema"],
+                    "properties": {
+                        "type": {"const": "json_schema"},
+                        "json_schema": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {
+                                "name": function_name,
+                                "description": {"type": "string"},
+                                "schema": {"type": "object"},
+                                "strict": _nullable({"type": "boolean"}),
+                            },
+                        },
+                    },
+                },
+            ],
+        },
+        "ChatCompletionRequest": {
+            "type": "object",
+            "description": "OpenAI's chat-completions request. Parameters not listed here "
+            "(for example `logprobs` or `logit_bias`) are passed to the serving engine "
+            "unchanged; whether they take effect depends on the engine.",
+            "required": ["model", "messages"],
+            "properties": {
+                "model": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "A model id from `GET /v1/models`.",
+                    "examples": [EXAMPLE_MODEL],
+                },
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "The conversation so far, oldest first.",
+                    "items": _ref("Message"),
+                },
+                "max_completion_tokens": {
+                    **_nullable({"type": "integer", "minimum": 1}),
+                    "description": "The most tokens the answer may have. The worst case "
+                    "(prompt + this many tokens at the model's prices) is held from your "
+                    "credits while the request runs; you are charged for what is generated. "
+                    "Default: what fits the context window, at most 4096.",
+                },
+                "max_tokens": {
+                    **_nullable({"type": "integer", "minimum": 1}),
+                    "description": "The older name of `max_completion_tokens` (which wins when "
+                    "both are given).",
+                },
+                "temperature": {
+                    **_nullable({"type": "number", "minimum": 0, "maximum": 2}),
+                    "description": "Sampling temperature: higher is more random.",
+                },
+                "top_p": {
+                    **_nullable({"type": "number", "minimum": 0, "maximum": 1}),
+                    "description": "Nucleus sampling: consider only the tokens in the top "
+                    "`top_p` probability mass.",
+                },
+                "n": {
+                    **_nullable({"type": "integer", "minimum": 1, "maximum": 16}),
+                    "description": "How many answers to generate (where the engine supports it).",
+                },
+                "stop": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "array", "maxItems": 4, "items": {"type": "string"}},
+                        {"type": "null"},
+                    ],
+                    "description": "Up to 4 sequences where the model stops generating.",
+                },
+                "seed": {
+                    **_nullable({"type": "integer"}),
+                    "description": "Best-effort determinism: the same seed and parameters "
+                    "should give the same answer on the same engine.",
+                },
+                "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+                "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+                "response_format": _nullable(_ref("ResponseFormat")),
+                "tools": {
+                    **_nullable({"type": "array", "items": _ref("Tool")}),
+                    "description": "Functions the model may call. The answer then carries "
+                    "`tool_calls` instead of (or beside) text.",
+                },
+                "tool_choice": _nullable(_ref("ToolChoice")),
+                "stream": {
+                    **_nullable({"type": "boolean"}),
+                    "default": False,
+                    "description": "Answer as server-sent events (`text/event-stream`).",
+                },
+                "stream_options": {
+                    **_nullable(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "include_usage": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "Send a last chunk with empty `choices` "
+                                    "and the request's `usage`, before `data: [DONE]`.",
+                                }
+                            },
+                        }
+                    ),
+                    "description": "Only with `stream: true`.",
+                },
+                "user": {
+                    "type": "string",
+                    "description": "Your own identifier for the end user, kept with the trace.",
+                },
+            },
+        },
+        "Usage": {
+            "type": "object",
+            "description": "The tokens charged for. When the engine reports none they are "
+            "counted by the gateway.",
+            "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+            "properties": {
+                "prompt_tokens": {"type": "integer", "minimum": 0},
+                "completion_tokens": {"type": "integer", "minimum": 0},
+                "total_tokens": {"type": "integer", "minimum": 0},
+            },
+        },
+        "ChatCompletion": {
+            "type": "object",
+            "required": ["id", "object", "created", "model", "choices", "usage"],
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "description": "The request id, also in the `x-request-id` header and in "
+                    "your usage history.",
+                },
+                "object": {"const": "chat.completion"},
+                "created": {"type": "integer", "description": "Unix time, seconds."},
+                "model": {"type": "string"},
+                "choices": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["index", "message", "finish_reason"],
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "message": {
+                                "type": "object",
+                                "required": ["role"],
+                                "properties": {
+                                    "role": {"const": "assistant"},
+                                    "content": _nullable({"type": "string"}),
+                                    "tool_calls": {"type": "array", "items": tool_call},
+                                },
+                            },
+                            "finish_reason": {
+                                **_nullable({"type": "string"}),
+                                "description": "`stop`, `length` (hit the token limit), "
+                                "`tool_calls`.",
+                            },
+                            "logprobs": {},
+                        },
+                    },
+                },
+                "usage": _ref("Usage"),
+            },
+            "examples": [
+                {
+                    "id": "chatcmpl-1f0c2a4e9d8b4c7aa0e5b1c2d3e4f5a6",
+                    "object": "chat.completion",
+                    "created": 1767225600,
+                    "model": EXAMPLE_MODEL,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "Paris."},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 24, "completion_tokens": 3, "total_tokens": 27},
+                }
+            ],
+        },
+        "ChatCompletionChunk": {
+            "type": "object",
+            "description": "One `data:` line of a stream. With "
+            "`stream_options.include_usage`, the last chunk has `choices: []` and `usage`.",
+            "required": ["id", "object", "created", "model", "choices"],
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"const": "chat.completion.chunk"},
+                "created": {"type": "integer"},
+                "model": {"type": "string"},
+                "choices": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "delta": {
+                                "type": "object",
+                                "properties": {
+                                    "role": {"type": "string"},
+                                    "content": _nullable({"type": "string"}),
+                                    "tool_calls": {"type": "array"},
+                                },
+                            },
+                            "finish_reason": _nullable({"type": "string"}),
+                        },
+                    },
+                },
+                "usage": _nullable(_ref("Usage")),
+            },
+        },
+        "Model": {
+            "type": "object",
+            "description": "OpenAI's model object, with the catalog's details beside it.",
+            "required": ["id", "object", "created", "owned_by"],
+            "properties": {
+                "id": {"type": "string", "examples": [EXAMPLE_MODEL]},
+                "object": {"const": "model"},
+                "created": {"type": "integer"},
+                "owned_by": {"type": "string"},
+                "display_name": {"type": "string"},
+                "description": {"type": "string"},
+                "context_window": {"type": "integer", "description": "In tokens."},
+                "modalities": {
+                    "type": "object",
+                    "properties": {
+                        "input": {"type": "array", "items": {"enum": ["text", "image"]}},
+                        "output": {"type": "array", "items": {"enum": ["text"]}},
+                    },
+                },
+                "parameters": {
+                    "type": "object",
+                    "description": "Size in billions of parameters, as decimal strings "
+                    "(`active_billions` only for mixtures of experts).",
+                    "properties": {
+                        "active_billions": _nullable({"type": "string"}),
+                        "total_billions": _nullable({"type": "string"}),
+                    },
+                },
+                "pricing": {
+                    "type": "object",
+                    "description": "Prices per million tokens, in USD as decimal strings and "
+                    "in integer micro-dollars (1 USD = 1,000,000).",
+                    "properties": {
+                        "currency": {"const": "USD"},
+                        "unit": {"const": "1M tokens"},
+                        "input": {"type": "string", "examples": ["0.22"]},
+                        "output": {"type": "string", "examples": ["0.22"]},
+                        "input_micros": {"type": "integer"},
+                        "output_micros": {"type": "integer"},
+                    },
+                },
+            },
+        },
+        "ModelList": {
+            "type": "object",
+            "required": ["object", "data"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": _ref("Model")},
+            },
+        },
+        "BillingBalance": {
+            "type": "object",
+            "description": "Amounts are integer micro-dollars (1 USD = 1,000,000).",
+            "required": ["object", "organization", "plan", "balance_micros", "usage_this_month"],
+            "properties": {
+                "object": {"const": "billing.balance"},
+                "organization": {
+                    "type": "object",
+                    "properties": {"slug": {"type": "string"}, "name": {"type": "string"}},
+                },
+                "plan": {
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string", "examples": ["free", "pro"]},
+                        "name": {"type": "string"},
+                        "allows_overage": {
+                            "type": "boolean",
+                            "description": "Paid plans keep working past their credits and "
+                            "are invoiced monthly for the overage, up to the spend cap.",
+                        },
+                    },
+                },
+                "balance_micros": {"type": "integer"},
+                "balance_usd": {"type": "string", "examples": ["18.500000"]},
+                "credits_remaining_micros": {"type": "integer"},
+                "reserved_micros": {
+                    "type": "integer",
+                    "description": "Held for requests running now (their worst case).",
+                },
+                "usage_this_month": {
+                    "type": "object",
+                    "properties": {
+                        "month": _nullable({"type": "string", "examples": ["2026-11"]}),
+                        "requests": {"type": "integer"},
+                        "tokens": {"type": "integer"},
+                        "cost_micros": {"type": "integer"},
+                        "overage_micros": {"type": "integer"},
+                        "projected_overage_micros": {"type": "integer"},
+                    },
+                },
+                "limits": {
+                    "type": "object",
+                    "properties": {
+                        "monthly_spend_cap_micros": {"type": "integer"},
+                        "user_concurrency": {"type": "integer"},
+                        "project_concurrency": {"type": "integer"},
+                    },
+                },
+            },
+            "examples": [
+                {
+                    "object": "billing.balance",
+                    "organization": {"slug": "acme", "name": "Acme"},
+                    "plan": {"code": "pro", "name": "Pro", "allows_overage": True},
+                    "balance_micros": 18500000,
+                    "balance_usd": "18.500000",
+                    "credits_remaining_micros": 18500000,
+                    "reserved_micros": 0,
+                    "usage_this_month": {
+                        "month": "2026-11",
+                        "requests": 42,
+                        "tokens": 12345,
+                        "cost_micros": 1500000,
+                        "overage_micros": 0,
+                        "projected_overage_micros": 0,
+                    },
+                    "limits": {
+                        "monthly_spend_cap_micros": 500000000,
+                        "user_concurrency": 16,
+                        "project_concurrency": 32,
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _responses(limit_bytes: int) -> dict:
+    request_id = {
+        "description": "The request id (the completion's `id`): quote it when asking for help.",
+        "schema": {"type": "string"},
+    }
+    return {
+        "BadRequest": _error_response(
+            "The request is malformed: not JSON, a missing or invalid parameter, an image for "
+            "a text-only model, more tokens than the context window. `param` names the culprit.",
+            (
+                "missing",
+                "A missing parameter",
+                errors.invalid_request("Missing required parameter: 'messages'.", "messages"),
+            ),
+            (
+                "not_json",
+                "A body that is not JSON",
+                errors.invalid_request(
+                    "We could not parse the JSON body of your request. (HINT: This likely "
+                    "means you aren't using your HTTP library correctly. The OpenAI API "
+                    "expects a JSON payload.)"
+                ),
+            ),
+        ),
+        "Unauthorized": _error_response(
+            "No key, an unknown or revoked key, or an `OpenAI-Project` the key's user cannot use.",
+            ("invalid_api_key", "Invalid key or project", errors.invalid_api_key()),
+        ),
+        "Forbidden": _error_response(
+            "The caller's country is not served, or (billing) the caller is not an admin of "
+            "the organization.",
+            ("country", "Blocked country", errors.unsupported_country()),
+            (
+                "not_admin",
+                "Not an organization admin",
+                errors.permission_denied("Only organization admins can read billing details"),
+            ),
+        ),
+        "ModelNotFound": _error_response(
+            "No such model, or it has no deployment serving it.",
+            ("model_not_found", "Unknown model", errors.model_not_found(EXAMPLE_MODEL + "-x")),
+        ),
+        "TooLarge": _error_response(
+            f"The body is over {limit_bytes} bytes. It is refused before it is read.",
+            ("too_large", "Oversized body", errors.request_too_large(limit_bytes)),
+        ),
+        "RateLimited": _error_response(
+            "Either too many requests at once for your user or project (retry after "
+            "`Retry-After` seconds), or no credits left (`insufficient_quota`: retrying will not "
+            "help; upgrade or buy credits).",
+            ("concurrency", "Concurrency limit", errors.concurrency_limit_reached()),
+            ("quota", "Out of credits", errors.insufficient_quota()),
+            headers={
+                "Retry-After": {
+                    "description": "Seconds to wait (concurrency limit only).",
+                    "schema": {"type": "integer"},
+                },
+                "x-should-retry": {
+                    "description": "`false` on `insufficient_quota`: the official clients do "
+                    "not retry then.",
+                    "schema": {"type": "string"},
+                },
+            },
+        ),
+        "ServerError": _error_response(
+            "An error of ours or of the serving engine. You are not charged for a request "
+            "that got no answer.",
+            ("server_error", "Server error", errors.server_error()),
+            headers={"x-request-id": request_id},
+        ),
+        "Overloaded": _error_response(
+            "Every deployment of the model is busy or unreachable right now: retry later.",
+            ("engine_overloaded", "Overloaded", errors.engine_overloaded()),
+        ),
+    }
+
+
+def _error_refs(*statuses: str) -> dict:
+    names = {
+        "400": "BadRequest",
+        "401": "Unauthorized",
+        "403": "Forbidden",
+        "404": "ModelNotFound",
+        "413": "TooLarge",
+        "429": "RateLimited",
+        "500": "ServerError",
+        "503": "Overloaded",
+    }
+    return {status: {"$ref": f"#/components/responses/{names[status]}"} for status in statuses}
+
+
+_PROJECT_HEADER = {"$ref": "#/components/parameters/OpenAIProject"}
+
+_STREAM_DESCRIPTION = """\
+With `stream: true`: server-sent events, one `data: {chat.completion.chunk}` line each, then \
+`data: [DONE]`. With `stream_options.include_usage`, a last chunk before `[DONE]` has empty \
+`choices` and the request's `usage`. An error after the stream started arrives as one \
+`data: {"error": {...}}` line (the Error shape) and the stream ends without `[DONE]`; the \
+official clients raise on it.
+
+```
+data: {"id":"chatcmpl-…","object":"chat.completion.chunk","created":1767225600,\
+"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"role":"assistant",\
+"content":"Hello"},"finish_reason":null}]}
+
+data: {"id":"chatcmpl-…","object":"chat.completion.chunk","created":1767225600,\
+"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[],"usage":{"prompt_tokens":9,\
+"completion_tokens":2,"total_tokens":11}}
+
+data: [DONE]
+```
+"""
+
+
+def build_document(*, max_request_bytes: int) -> dict:
+    """The document as a dict (tests validate it; the view serves it as JSON)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Yardstick Inference API",
+            "version": "1",
+            "description": (
+                "An OpenAI-compatible API: point the official `openai` client (or curl) at "
+                "this server's `/v1` with a Yardstick API key.\n\n"
+                "```python\nfrom openai import OpenAI\n"
+                'client = OpenAI(base_url="https://yardstick.example/v1", api_key="ys-...",\n'
+                '                default_headers={"OpenAI-Project": "my-team/my-project"})\n'
+                "client.chat.completions.create(\n"
+                f'    model="{EXAMPLE_MODEL}",\n'
+                '    messages=[{"role": "user", "content": "Hello"}])\n```\n\n'
+                "Usage is charged to the organization of the project the request names "
+                "(`OpenAI-Project: team/project`), or to your default project. Every error "
+                'has the body `{"error": {"message", "type", "param", "code"}}`.'
+            ),
+        },
+        "servers": [{"url": "/v1", "description": "This server"}],
+        "security": [{"ApiKey": []}],
+        "tags": [
+            {"name": "Chat", "description": "Text generation."},
+            {"name": "Models", "description": "What can be called, with prices."},
+            {"name": "Billing", "description": "Credits and usage, for organization admins."},
+        ],
+        "paths": {
+            "/chat/completions": {
+                "post": {
+                    "operationId": "createChatCompletion",
+                    "tags": ["Chat"],
+                    "summary": "Create a chat completion",
+                    "description": "The model's answer to a conversation, whole or streamed. "
+                    "The request's worst-case cost is held from your credits while it runs; "
+                    "you are charged for the tokens used.",
+                    "parameters": [_PROJECT_HEADER],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            _JSON: {
+                                "schema": _ref("ChatCompletionRequest"),
+                                "examples": CHAT_REQUEST_EXAMPLES,
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The answer: a `chat.completion` object, or with "
+                            "`stream: true` a stream of events.\n\n" + _STREAM_DESCRIPTION,
+                            "headers": {
+                                "x-request-id": {
+                                    "description": "The request id (the completion's `id`).",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                            "content": {
+                                _JSON: {"schema": _ref("ChatCompletion")},
+                                _SSE: {
+                                    "schema": {
+                                        "type": "string",
+                                        "description": "`data: <ChatCompletionChunk JSON>` "
+                                        "lines, then `data: [DONE]`.",
+                                    }
+                                },
+                            },
+                        },
+                        **_error_refs("400", "401", "403", "404", "413", "429", "500", "503"),
+                    },
+                }
+            },
+            "/models": {
+                "get": {
+                    "operationId": "listModels",
+                    "tags": ["Models"],
+                    "summary": "List models",
+                    "description": "The models you can call now (those with a deployment), "
+                    "with context window, input modalities and prices.",
+                    "parameters": [_PROJECT_HEADER],
+                    "responses": {
+                        "200": {
+                            "description": "The models.",
+                            "content": {_JSON: {"schema": _ref("ModelList")}},
+                        },
+                        **_error_refs("401", "403", "500"),
+                    },
+                }
+            },
+            "/models/{model}": {
+                "get": {
+                    "operationId": "retrieveModel",
+                    "tags": ["Models"],
+                    "summary": "Retrieve a model",
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "path",
+                            "required": True,
+                            "description": "A model id. Ids contain a slash: send it as is "
+                            "(`/v1/models/meta-llama/Llama-3.1-8B-Instruct`) or "
+                            "percent-encoded.",
+                            "schema": {"type": "string", "minLength": 1},
+                            "example": EXAMPLE_MODEL,
+                        },
+                        _PROJECT_HEADER,
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The model.",
+                            "content": {_JSON: {"schema": _ref("Model")}},
+                        },
+                        **_error_refs("401", "403", "404", "500"),
+                    },
+                }
+            },
+            "/billing/balance": {
+                "get": {
+                    "operationId": "getBillingBalance",
+                    "tags": ["Billing"],
+                    "summary": "Credit balance and this month's usage",
+                    "description": "The balance, plan, month-to-date usage and limits of the "
+                    "organization of your project (`OpenAI-Project`, or your default). Only "
+                    "that organization's admins may read it.",
+                    "parameters": [_PROJECT_HEADER],
+                    "responses": {
+                        "200": {
+                            "description": "The organization's balance.",
+                            "content": {_JSON: {"schema": _ref("BillingBalance")}},
+                        },
+                        **_error_refs("401", "403", "500"),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "getOpenAPIDocument",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI 3.1 document of this API.",
+                            "content": {_JSON: {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "ApiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Authorization: Bearer ys-...`: an API key from Settings → "
+                    "API keys. A bad key, a revoked key, or a key whose user has left the team "
+                    "gets 401.",
+                }
+            },
+            "parameters": {
+                "OpenAIProject": {
+                    "name": "OpenAI-Project",
+                    "in": "header",
+                    "required": False,
+                    "description": "The team and project usage is tracked against, as "
+                    "`team/project`. Without it, your default project. A project your user "
+                    "cannot use gets 401.",
+                    "schema": {"type": "string", "pattern": "^[^/]+/[^/]+$"},
+                    "example": "acme/main",
+                }
+            },
+            "schemas": _schemas(),
+            "responses": _responses(max_request_bytes),
+        },
+    }
+
+
+@functools.cache
+def _document_bytes(max_request_bytes: int) -> bytes:
+    return json.dumps(build_document(max_request_bytes=max_request_bytes), indent=1).encode()
+
+
+async def openapi_json(request: HttpRequest) -> HttpResponse:
+    """`GET /v1/openapi.json`: no key needed (the document holds nothing private)."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(errors.method_not_allowed(request.method, request.path))
+    return HttpResponse(
+        _document_bytes(settings.MAX_REQUEST_BYTES),
+        content_type=_JSON,
+        headers={"Access-Control-Allow-Origin": "*"},
+    )

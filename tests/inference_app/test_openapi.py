@@ -1,0 +1,95 @@
+"""The OpenAPI document of /v1: valid, served without a key, and in step with the gateway."""
+
+import json
+
+import jsonschema
+import pytest
+import schemathesis
+from channels.testing import HttpCommunicator
+from openapi_spec_validator import validate
+
+from inference_app.api.openapi import CHAT_REQUEST_EXAMPLES, build_document
+from inference_app.asgi import application
+from inference_app.gateway.requests import ChatRequest, parse_chat_request
+
+DOCUMENT = build_document(max_request_bytes=1_000_000)
+
+
+def _schema_of(name: str) -> dict:
+    """A component schema that resolves its $refs inside the document."""
+    return {**DOCUMENT, "$ref": f"#/components/schemas/{name}"}
+
+
+def test_document_is_valid_openapi_3_1():
+    validate(DOCUMENT)
+    assert DOCUMENT["openapi"].startswith("3.1")
+
+
+def test_schemathesis_loads_every_operation():
+    schema = schemathesis.openapi.from_dict(DOCUMENT)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {f"{op.method.upper()} {op.path}" for op in operations} == {
+        "POST /chat/completions",
+        "GET /models",
+        "GET /models/{model}",
+        "GET /billing/balance",
+        "GET /openapi.json",
+    }
+
+
+def test_chat_completions_documents_every_error_status():
+    responses = DOCUMENT["paths"]["/chat/completions"]["post"]["responses"]
+    assert set(responses) == {"200", "400", "401", "403", "404", "413", "429", "500", "503"}
+    assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
+
+
+def test_every_parameter_the_gateway_validates_is_documented():
+    documented = DOCUMENT["components"]["schemas"]["ChatCompletionRequest"]
+    gateway = ChatRequest.model_json_schema()
+    assert set(gateway["properties"]) <= set(documented["properties"])
+    assert set(gateway["required"]) == set(documented["required"])
+
+
+@pytest.mark.parametrize("name", sorted(CHAT_REQUEST_EXAMPLES))
+def test_request_examples_are_valid_for_the_document_and_the_gateway(name):
+    body = CHAT_REQUEST_EXAMPLES[name]["value"]
+    jsonschema.validate(body, _schema_of("ChatCompletionRequest"))
+    parse_chat_request(body)
+
+
+def test_error_examples_have_openais_error_shape():
+    responses = DOCUMENT["components"]["responses"]
+    for response in responses.values():
+        for example in response["content"]["application/json"]["examples"].values():
+            jsonschema.validate(example["value"], _schema_of("Error"))
+            assert set(example["value"]["error"]) == {"message", "type", "param", "code"}
+
+
+def test_schema_examples_match_their_schemas():
+    for name, schema in DOCUMENT["components"]["schemas"].items():
+        for example in schema.get("examples", []):
+            jsonschema.validate(example, _schema_of(name))
+
+
+async def test_served_at_v1_openapi_json_without_a_key():
+    communicator = HttpCommunicator(
+        application, "GET", "/v1/openapi.json", headers=[(b"host", b"testserver")]
+    )
+    response = await communicator.get_response()
+    headers = {k.decode().lower(): v.decode() for k, v in response["headers"]}
+    assert response["status"] == 200
+    assert headers["content-type"] == "application/json"
+    # Through the API's own stack: the site's middleware (X-Frame-Options...) did not run.
+    assert "x-frame-options" not in headers
+    served = json.loads(response["body"])
+    validate(served)
+    assert served["paths"].keys() == DOCUMENT["paths"].keys()
+
+
+async def test_other_methods_get_a_405_in_openais_shape():
+    communicator = HttpCommunicator(
+        application, "POST", "/v1/openapi.json", headers=[(b"host", b"testserver")]
+    )
+    response = await communicator.get_response()
+    assert response["status"] == 405
+    assert json.loads(response["body"])["error"]["code"] == "method_not_allowed"
