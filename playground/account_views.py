@@ -31,6 +31,23 @@ def signup(request):
     return render(request, "registration/signup.html", {"form": form})
 
 
+# The largest primary key the database can hold (a 64-bit signed integer).
+_MAX_KEY_ID = 2**63 - 1
+
+
+def _key_id(raw: str | None) -> int | None:
+    """The key id a revoke form sent, or None when it is not one.
+
+    ASCII digits only: int() also takes "+1", " 1", "1_0" and other scripts' digits (and
+    raises past 4,300 digits), and the database refuses numbers past 64 bits with an error
+    rather than "no such row".
+    """
+    if not raw or len(raw) > len(str(_MAX_KEY_ID)) or not raw.isascii() or not raw.isdigit():
+        return None
+    key_id = int(raw)
+    return key_id if 0 < key_id <= _MAX_KEY_ID else None
+
+
 @never_cache  # the response may carry a raw key: no browser or proxy may keep it
 @login_required
 def api_keys(request):
@@ -45,8 +62,11 @@ def api_keys(request):
                 _, created_key = api_key_create(user=request.user, name=form.cleaned_data["name"])
                 form = ApiKeyCreateForm()
         elif action == "revoke":
+            key_id = _key_id(request.POST.get("key_id"))
+            if key_id is None:
+                return HttpResponseBadRequest("Unknown key")
             # Scoped to the user's keys: someone else's key id is a 404, not a revocation.
-            api_key = get_object_or_404(ApiKey, pk=request.POST.get("key_id"), user=request.user)
+            api_key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
             api_key_revoke(api_key=api_key)
         else:
             return HttpResponseBadRequest("Unknown action")
