@@ -3,7 +3,8 @@
 from django.db.models import Exists, OuterRef, QuerySet
 
 from billing.selectors import administers_any_organization
-from inference_app.models import ApiKey, CatalogModel, Deployment, Profile, Project
+from inference_app.models import ApiKey, CatalogModel, Deployment, Project
+from inference_app.projects import project_for_user, projects_usable
 
 
 def _with_served(qs: QuerySet[CatalogModel]) -> QuerySet[CatalogModel]:
@@ -27,24 +28,13 @@ def catalog_model_find(*, model_id: str) -> CatalogModel | None:
 
 
 def user_projects(*, user) -> QuerySet[Project]:
-    """Projects of the teams the user belongs to."""
-    return (
-        Project.objects.filter(team__members=user)
-        .select_related("team")
-        .order_by("team__name", "name")
-        .distinct()
-    )
+    """Projects the user may use (their team's, in an organization they belong to)."""
+    return projects_usable(user_id=user.pk)
 
 
 def current_project(*, user) -> Project | None:
-    """The profile's default project while the user may still use it, else their first one."""
-    projects = user_projects(user=user)
-    profile = Profile.objects.filter(user=user).first()
-    if profile and profile.default_project_id:
-        project = projects.filter(pk=profile.default_project_id).first()
-        if project:
-            return project
-    return projects.first()
+    """The project a request without one runs in: the same rule as the API's."""
+    return project_for_user(user_id=user.pk, path=None)
 
 
 def header_context(*, user) -> dict:

@@ -2,8 +2,9 @@
 
 Resolution reads the database at most once every few seconds per key and project (TTLCache):
 the hot path of a busy key costs a SHA-256 and two dict lookups. A revoked key stops working at
-once in the process that revoked it (accounts.api_key_revoke calls forget_key), and within
-CACHE_SECONDS in any other process.
+once in the process that revoked it (accounts.api_key_revoke calls forget_key), and so does a
+user removed from an organization (forget_user); any other process sees either within
+CACHE_SECONDS.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from inference_app.models import (
     API_KEY_PREFIX,
     ApiKey,
     Profile,
-    Project,
     hash_api_key,
 )
+from inference_app.projects import project_for_user
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,14 @@ _last_touched: dict[int, float] = {}
 def forget_key(prefix: str) -> None:
     """Drop a key from this process's cache, so its next request reads it again (revocation)."""
     _keys.discard(prefix)
+
+
+def forget_user(user_id: int) -> None:
+    """Drop a user's keys and projects from this process's cache, so their next request reads
+    their memberships again (removal from an organization ends access at once here)."""
+    # Keys are cached by prefix (False for an unknown prefix), projects by (user_id, path).
+    _keys.discard_where(lambda _prefix, row: row is not False and row.user_id == user_id)
+    _projects.discard_where(lambda key, _fields: key[0] == user_id)
 
 
 def clear_caches() -> None:
@@ -143,25 +152,13 @@ async def _caller_for(user_id: int, project_path: str | None, prefix: str, sourc
 
 def _load_caller_fields(user_id: int, project_path: str | None) -> dict | bool:
     """The project the user may use (named, default, or first) and the limits that apply."""
-    profile = Profile.objects.filter(user_id=user_id).first()
-    member_projects = Project.objects.select_related("team__organization__plan").filter(
-        team__teammembership__user_id=user_id
-    )
-    project = None
-    if project_path is not None:
-        team_name, slash, project_name = project_path.partition("/")
-        if not slash or not team_name or not project_name or "/" in project_name:
-            return False
-        project = member_projects.filter(team__name=team_name, name=project_name).first()
-    else:
-        if profile is not None and profile.default_project_id is not None:
-            project = member_projects.filter(pk=profile.default_project_id).first()
-        if project is None:
-            project = member_projects.order_by("team_id", "pk").first()
+    project = project_for_user(user_id=user_id, path=project_path)
     if project is None:
         return False
+    user_limit = (
+        Profile.objects.filter(user_id=user_id).values_list("concurrency_limit", flat=True).first()
+    )
     plan = project.team.organization.plan
-    user_limit = profile.concurrency_limit if profile and profile.concurrency_limit else None
     return {
         "user_id": user_id,
         "organization_id": project.team.organization_id,

@@ -7,6 +7,7 @@ times per request; a short TTL keeps revocations and catalog edits effective wit
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 _MISSING = object()
@@ -36,6 +37,16 @@ class TTLCache:
 
     def discard(self, key: Any) -> None:
         self._entries.pop(key, None)
+
+    def discard_where(self, predicate: Callable[[Any, Any], bool]) -> None:
+        """Drop every entry for which predicate(key, value) holds (a scan: for rare events).
+
+        Safe to call from a sync view's thread while the event loop uses the cache: the copy
+        is taken in one step and entries are popped, not deleted.
+        """
+        for key, (_, value) in list(self._entries.items()):
+            if predicate(key, value):
+                self._entries.pop(key, None)
 
     def clear(self) -> None:
         self._entries.clear()
