@@ -2,7 +2,7 @@
 
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -92,6 +92,10 @@ def project_switch(request):
     if request.htmx:
         return HttpResponseClientRefresh()
     next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+    # Only a path on this site: redirect() would take "abc" for a view name (a 500 when there
+    # is none, another page when there is), and a relative path lands anywhere.
+    if not next_url.startswith("/") or not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}
+    ):
         next_url = "/inference/"
-    return redirect(next_url)
+    return HttpResponseRedirect(next_url)
