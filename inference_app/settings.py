@@ -175,6 +175,11 @@ CONCURRENCY_LEASE_SECONDS = env_int("CONCURRENCY_LEASE_SECONDS", 600)
 
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# An image sent inline (data: URL), decoded; larger ones get 400.
+IMAGE_DATA_URL_MAX_BYTES = env_int("IMAGE_DATA_URL_MAX_BYTES", 5 * 1024 * 1024)
+# Image URLs naming a private, loopback or link-local address (cloud metadata at
+# 169.254.169.254, the engine's own admin ports) are refused unless this is set.
+ALLOW_PRIVATE_IMAGE_URLS = env_bool("ALLOW_PRIVATE_IMAGE_URLS", False)
 ENGINE_CONNECT_TIMEOUT = env_float("ENGINE_CONNECT_TIMEOUT", 5.0)
 ENGINE_READ_TIMEOUT = env_float("ENGINE_READ_TIMEOUT", 300.0)
 # How long an unhealthy deployment is skipped before it is tried again.
