@@ -9,6 +9,7 @@ from billing.selectors import GROUP_BY_MODEL, GROUP_BY_PROJECT
 
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 366
+EARLIEST_DAY = date(2000, 1, 1)
 
 
 class UsageFilterForm(forms.Form):
@@ -22,9 +23,18 @@ class UsageFilterForm(forms.Form):
     model = forms.CharField(required=False, max_length=200)
     project = forms.CharField(required=False, max_length=201)
 
+    def clean_start(self):
+        return _in_window(self.cleaned_data.get("start"))
+
+    def clean_end(self):
+        return _in_window(self.cleaned_data.get("end"))
+
     def clean(self):
         data = super().clean()
-        today = timezone.now().astimezone(UTC).date()
+        if self.errors:
+            # A date left out of cleaned_data would be replaced by its default below.
+            return data
+        today = _today()
         end = data.get("end") or today
         start = data.get("start") or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
         if start > end:
@@ -36,12 +46,32 @@ class UsageFilterForm(forms.Form):
         return data
 
 
+def _today() -> date:
+    return timezone.now().astimezone(UTC).date()
+
+
+def _in_window(day: date | None) -> date | None:
+    """`day`, when it is one a usage range can use: from EARLIEST_DAY to a year after today.
+
+    Dates at the calendar's ends (0001-01-01, 9999-12-31) would overflow when the range's
+    default start or its last day's end is computed; no usage exists that far off anyway.
+    """
+    if day is None:
+        return None
+    latest = _today() + timedelta(days=MAX_RANGE_DAYS)
+    if not EARLIEST_DAY <= day <= latest:
+        raise forms.ValidationError(
+            f"Choose a date between {EARLIEST_DAY.isoformat()} and {latest.isoformat()}."
+        )
+    return day
+
+
 def usage_filters(params) -> tuple[UsageFilterForm, dict]:
     """The bound form and the filters to use (the defaults when the form is invalid)."""
     form = UsageFilterForm(params)
     if form.is_valid():
         return form, form.cleaned_data
-    today = timezone.now().astimezone(UTC).date()
+    today = _today()
     return form, {
         "start": today - timedelta(days=DEFAULT_RANGE_DAYS - 1),
         "end": today,

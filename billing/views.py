@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -59,9 +59,8 @@ def billing_home(request):
     )
 
 
-def _usage(request, organization):
-    form, filters = usage_filters(request.GET)
-    rows = usage_by_day(
+def _usage_rows(organization, filters):
+    return usage_by_day(
         organization_id=organization.pk,
         start=filters["start"],
         end=filters["end"],
@@ -69,7 +68,6 @@ def _usage(request, organization):
         model=filters["model"],
         project=filters["project"],
     )
-    return form, filters, rows
 
 
 def _chart_data(rows, filters) -> dict:
@@ -91,7 +89,8 @@ def _chart_data(rows, filters) -> dict:
 @login_required
 def billing_usage(request):
     organization, organizations = _billing_organization(request)
-    form, filters, rows = _usage(request, organization)
+    form, filters = usage_filters(request.GET)
+    rows = _usage_rows(organization, filters)
     query = request.GET.copy()
     if len(organizations) > 1:
         query["org"] = organization.slug
@@ -123,11 +122,29 @@ def _csv_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
+def _form_errors_text(form) -> str:
+    lines = list(form.non_field_errors())
+    lines += [
+        f"{form[name].label}: {error}"
+        for name in form.errors
+        if name != "__all__"
+        for error in form.errors[name]
+    ]
+    return "\n".join(lines) + "\n"
+
+
 @require_GET
 @login_required
 def billing_usage_export(request):
     organization, _ = _billing_organization(request)
-    _, filters, rows = _usage(request, organization)
+    form, filters = usage_filters(request.GET)
+    if form.errors:
+        # The page falls back to the last 30 days with a message; a file cannot show one, and
+        # a download for another range than the one asked for would go unnoticed.
+        return HttpResponseBadRequest(
+            _form_errors_text(form), content_type="text/plain; charset=utf-8"
+        )
+    rows = _usage_rows(organization, filters)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = (
         f'attachment; filename="usage-{organization.slug}-{filters["start"]}-{filters["end"]}.csv"'
