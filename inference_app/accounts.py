@@ -4,8 +4,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from billing.members import membership_remove
 from billing.models import Organization
-from inference_app.gateway.callers import forget_key
+from inference_app.gateway.callers import forget_key, forget_user
 from inference_app.models import (
     API_KEY_LOOKUP_CHARS,
     ApiKey,
@@ -59,3 +60,16 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
         )
         # This process's gateway forgets it at once (others within GATEWAY_CACHE_SECONDS).
         transaction.on_commit(lambda: forget_key(api_key.prefix))
+
+
+def organization_member_remove(*, organization: Organization, user: AbstractBaseUser, by) -> None:
+    """Remove `user` from the organization and from its teams, as admin `by`.
+
+    Raises billing.members.MemberChangeRefused for the last admin. The gateway already refuses
+    a user outside the team's organization; leaving the teams too keeps the member lists true.
+    Their keys stop working at once in this process (others within GATEWAY_CACHE_SECONDS).
+    """
+    with transaction.atomic():
+        membership_remove(organization=organization, user=user, by=by)
+        TeamMembership.objects.filter(team__organization=organization, user=user).delete()
+        transaction.on_commit(lambda: forget_user(user.pk))
