@@ -1,8 +1,13 @@
 """`GET /healthz`: is this process able to serve? Database, channel layer, broker, engines.
 
 Every probe has a short timeout and they run concurrently, so a dead dependency costs at most
-PROBE_TIMEOUT_SECONDS. The status is 200 when the database answers (without it nothing works),
-503 otherwise; the other parts are reported for operators and load balancers to read.
+PROBE_TIMEOUT_SECONDS. Each deployment has a state: "ok" (it answers), "starting" (the embedded
+engine, which has not answered since this process started: it is still loading its model) or
+"down". The status is 503 when the database does not answer (without it nothing works) or while
+a deployment is starting (requests to it would get 503: a load balancer, or `run_stack`, waits);
+otherwise 200, with the other parts reported for operators and load balancers to read. A
+deployment that is down does not make it 503: one dead engine must not take the gateway out of
+its load balancer for every other model.
 """
 
 from __future__ import annotations
@@ -17,10 +22,41 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from inference_app.catalog import EMBEDDED_DEPLOYMENT_NAME
 from inference_app.gateway import engine_client
 from inference_app.models import Deployment
 
 PROBE_TIMEOUT_SECONDS = 2.0
+
+
+class EngineStartup:
+    """Which deployments have answered a probe since this process started.
+
+    `run_stack` starts the web process and the embedded engine together, and the engine takes a
+    while to load its model: until it first answers it is "starting", not "down". An engine
+    that answered once and stops answering is down. The start window is bounded
+    (EMBEDDED_ENGINE_START_SECONDS), so an embedded deployment nobody starts cannot keep a
+    process "starting" for ever."""
+
+    def __init__(self) -> None:
+        # Module import: the web process's first request (run_stack's first health check).
+        self.started = time.monotonic()
+        self.answered: set[str] = set()
+
+    def state(self, name: str, *, answers: bool) -> str:
+        if answers:
+            self.answered.add(name)
+            return "ok"
+        if (
+            name == EMBEDDED_DEPLOYMENT_NAME
+            and name not in self.answered
+            and time.monotonic() - self.started < settings.EMBEDDED_ENGINE_START_SECONDS
+        ):
+            return "starting"
+        return "down"
+
+
+startup = EngineStartup()
 
 
 async def _timed(probe) -> dict:
@@ -121,14 +157,24 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         _timed(_broker()),
         *(_timed(_probe_deployment(row)) for row in deployments),
     )
+    states = [
+        startup.state(row["name"], answers=engine["ok"])
+        for row, engine in zip(deployments, engines, strict=True)
+    ]
+    if not database["ok"]:
+        status = "error"
+    elif "starting" in states:
+        status = "starting"
+    else:
+        status = "ok"
     body = {
-        "status": "ok" if database["ok"] else "error",
+        "status": status,
         "database": database,
         "channel_layer": channel_layer,
         "broker": broker,
         "deployments": {
-            row["name"]: {"model": row["model__model_id"], **engine}
-            for row, engine in zip(deployments, engines, strict=True)
+            row["name"]: {"model": row["model__model_id"], "state": state, **engine}
+            for row, engine, state in zip(deployments, engines, states, strict=True)
         },
     }
-    return JsonResponse(body, status=200 if database["ok"] else 503)
+    return JsonResponse(body, status=200 if status == "ok" else 503)

@@ -160,6 +160,9 @@ EMBEDDED_ENGINE_URL = env_str(
 )
 EMBEDDED_ENGINE_PARALLEL = env_int("EMBEDDED_ENGINE_PARALLEL", 4)
 EMBEDDED_ENGINE_CONTEXT = env_int("EMBEDDED_ENGINE_CONTEXT", 8192)
+# How long after a web process starts an embedded engine that has not answered yet counts as
+# loading (/healthz: "starting", 503) rather than down. `run_stack --no-engine` sets it to 0.
+EMBEDDED_ENGINE_START_SECONDS = env_float("EMBEDDED_ENGINE_START_SECONDS", 120.0)
 # A TOML file of deployments, loaded by `manage.py load_deployments` (see README).
 DEPLOYMENTS_FILE = env_str("DEPLOYMENTS_FILE", "")
 
