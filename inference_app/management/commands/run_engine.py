@@ -3,9 +3,10 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from inference_app.embedded_engine import start_embedded_engine
+from inference_app.ports import port_in_use_message
 
 
 class Command(BaseCommand):
@@ -24,14 +25,27 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host, port, parallel, context, threads, verbosity_engine, **options):
-        server = start_embedded_engine(
-            host=host,
-            port=port,
-            parallel=parallel,
-            context=context,
-            threads=threads,
-            verbosity=verbosity_engine,
+        # llama.cpp at verbosity 0 fails on a taken port with only "Failed to init server":
+        # check first, so the message names the port.
+        problem = port_in_use_message(
+            host, port, what="the embedded engine's port", variable="EMBEDDED_ENGINE_PORT"
         )
+        if problem:
+            raise CommandError(problem)
+        try:
+            server = start_embedded_engine(
+                host=host,
+                port=port,
+                parallel=parallel,
+                context=context,
+                threads=threads,
+                verbosity=verbosity_engine,
+            )
+        except RuntimeError as exc:
+            raise CommandError(
+                f"llama.cpp could not start on {host}:{port}: {exc} "
+                "(--verbosity-engine 3 shows llama.cpp's own log)"
+            ) from exc
         self.stdout.write(f"Embedded engine listening on {server.listening_address}", ending="\n")
         self.stdout.flush()
         stop = threading.Event()
