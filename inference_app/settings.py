@@ -185,8 +185,9 @@ IMAGE_DATA_URL_MAX_BYTES = env_int("IMAGE_DATA_URL_MAX_BYTES", 5 * 1024 * 1024)
 ALLOW_PRIVATE_IMAGE_URLS = env_bool("ALLOW_PRIVATE_IMAGE_URLS", False)
 ENGINE_CONNECT_TIMEOUT = env_float("ENGINE_CONNECT_TIMEOUT", 5.0)
 ENGINE_READ_TIMEOUT = env_float("ENGINE_READ_TIMEOUT", 300.0)
-# How long an unhealthy deployment is skipped before it is tried again.
-DEPLOYMENT_RETRY_SECONDS = env_int("DEPLOYMENT_RETRY_SECONDS", 15)
+# A deployment out of rotation (no answer, or failing requests from several organizations) is
+# probed this often (GET /models) and is back as soon as it answers.
+DEPLOYMENT_PROBE_SECONDS = env_float("DEPLOYMENT_PROBE_SECONDS", 2.0)
 # How long the gateway caches API keys, projects and deployments in process memory: a revoked
 # key or a changed deployment takes effect within this many seconds.
 GATEWAY_CACHE_SECONDS = env_float("GATEWAY_CACHE_SECONDS", 5.0)

@@ -11,12 +11,15 @@ import asyncio
 import json
 import weakref
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import httpx
 from django.conf import settings
 
 from inference_app.gateway import errors
-from inference_app.gateway.routing import DeploymentTarget
+
+if TYPE_CHECKING:  # routing imports this module (its probe)
+    from inference_app.gateway.routing import DeploymentTarget
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
@@ -25,18 +28,26 @@ _transport: httpx.AsyncBaseTransport | None = None
 
 
 class EngineUnavailable(Exception):
-    """The deployment could not take the request (refused, timed out, overloaded, 5xx).
+    """The deployment did not take the request: no answer (refused, timed out, cut off), or
+    an answer of 429 or 5xx.
 
     Raised before any byte of the answer, so another deployment may be tried.
     """
 
-    def __init__(self, message: str, *, overloaded: bool, sick: bool = True) -> None:
+    def __init__(self, message: str, *, status: int | None, engine_message: str = "") -> None:
         super().__init__(message)
-        # True: connection refused / timeout / 429 / 503 (→ 503 engine_overloaded);
-        # False: the engine answered with another 5xx (→ 500 server_error).
-        self.overloaded = overloaded
-        # False for a 429: the engine is fine, only busy; skip it for this request only.
-        self.sick = sick
+        self.status = status  # None: the engine gave no answer at all
+        self.engine_message = engine_message
+
+    @property
+    def answered(self) -> bool:
+        return self.status is not None
+
+    @property
+    def overloaded(self) -> bool:
+        """No answer, 429 or 503: the caller gets 503 engine_overloaded; any other 5xx is a
+        500 server_error with the engine's message."""
+        return self.status in (None, 429, 503)
 
 
 def install_transport(transport: httpx.AsyncBaseTransport | None) -> None:
@@ -86,9 +97,9 @@ async def open_chat_completion(target: DeploymentTarget, payload: dict) -> httpx
     try:
         response = await client.send(request, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise EngineUnavailable(f"connect: {exc!r}", overloaded=True) from exc
+        raise EngineUnavailable(f"connect: {exc!r}", status=None) from exc
     except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-        raise EngineUnavailable(f"no answer: {exc!r}", overloaded=True) from exc
+        raise EngineUnavailable(f"no answer: {exc!r}", status=None) from exc
     if response.status_code == 200:
         return response
     try:
@@ -98,13 +109,12 @@ async def open_chat_completion(target: DeploymentTarget, payload: dict) -> httpx
     finally:
         await response.aclose()
     status = response.status_code
-    message = _engine_error_message(raw) or f"engine answered HTTP {status}"
-    if status == 429:
-        raise EngineUnavailable(f"HTTP {status}: {message}", overloaded=True, sick=False)
-    if status == 503:
-        raise EngineUnavailable(f"HTTP {status}: {message}", overloaded=True)
-    if status >= 500:
-        raise EngineUnavailable(f"HTTP {status}: {message}", overloaded=False)
+    engine_message = _engine_error_message(raw)
+    message = engine_message or f"engine answered HTTP {status}"
+    if status == 429 or status >= 500:
+        raise EngineUnavailable(
+            f"HTTP {status}: {message}", status=status, engine_message=engine_message
+        )
     # The engine rejected the request itself (context too long, bad parameter): the caller's fault.
     raise errors.invalid_request(message)
 

@@ -206,13 +206,17 @@ class ChatCall:
                     )
                 except engine_client.EngineUnavailable as exc:
                     failure = exc
-                    if exc.sick:
-                        await routing.mark_unhealthy(target, str(exc))
+                    await routing.record_failure(
+                        target, exc, organization_id=self.caller.organization_id
+                    )
                     continue
-                await routing.mark_healthy(target)
+                routing.record_success(target)
                 return
             if failure is None or failure.overloaded:
                 raise errors.engine_overloaded()
+            if failure.engine_message:
+                # The engine's own words: when this request caused the error, they say how.
+                raise errors.server_error(failure.engine_message)
             raise errors.server_error()
         except errors.GatewayError:
             # No engine took the request: like any other refusal, it costs nothing and leaves

@@ -1,13 +1,22 @@
-"""Which engine serves a request: the model's enabled deployments, by weight, skipping sick ones.
+"""Which engine serves a request: the model's enabled deployments, by weight, skipping those
+out of rotation.
 
-A deployment that refuses connections or answers 5xx before the first byte is skipped by this
-process for DEPLOYMENT_RETRY_SECONDS; the next request after that window tries it again. The
-state is per process on purpose: each gateway process finds out for itself, and the database
-columns (is_healthy, last_error) are only written for operators to see.
+A deployment leaves rotation when it gives no answer (connection refused, timed out, cut), or
+when it answered 5xx to FAILURES_TO_TAKE_OUT requests in a row within FAILURE_WINDOW_SECONDS,
+from at least two organizations. An engine error caused by one request (a grammar or tool
+schema the engine cannot handle) is that request's answer and nothing more: one tenant sending
+bad requests in a loop can never take a model away from the others.
+
+A deployment out of rotation comes back when it answers again, as a background probe
+(`GET {base_url}/models` every DEPLOYMENT_PROBE_SECONDS) finds out; the probe runs on the
+event loop only while some deployment is out. The state is per process on purpose: each
+gateway process finds out for itself, and the database columns (is_healthy, last_error) are
+only written for operators to see.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -16,7 +25,7 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from inference_app.gateway import errors
+from inference_app.gateway import engine_client, errors
 from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.ttl_cache import TTLCache
 from inference_app.models import CatalogModel, Deployment
@@ -24,6 +33,9 @@ from inference_app.models import CatalogModel, Deployment
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = settings.GATEWAY_CACHE_SECONDS
+FAILURES_TO_TAKE_OUT = 3
+FAILURE_WINDOW_SECONDS = 30.0
+ORGANIZATIONS_TO_TAKE_OUT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,13 +59,21 @@ class ModelRoute:
 
 
 _routes = TTLCache(CACHE_SECONDS)
-# Deployment name -> monotonic time until which it is skipped.
-_unhealthy_until: dict[str, float] = {}
+# Deployments out of rotation in this process, by name: the probe tries each until it answers.
+_out: dict[str, DeploymentTarget] = {}
+# Deployment name -> (monotonic time, organization id) of its 5xx answers since its last success.
+_failures: dict[str, list[tuple[float, int]]] = {}
+_prober: asyncio.Task | None = None
 
 
 def clear_caches() -> None:
+    global _prober
     _routes.clear()
-    _unhealthy_until.clear()
+    _out.clear()
+    _failures.clear()
+    if _prober is not None and not _prober.get_loop().is_closed():
+        _prober.cancel()
+    _prober = None
 
 
 async def get_route(model_id: str) -> ModelRoute:
@@ -95,13 +115,13 @@ def _load_route(model_id: str) -> ModelRoute | bool:
 
 
 def is_healthy(name: str) -> bool:
-    until = _unhealthy_until.get(name)
-    return until is None or until <= time.monotonic()
+    """Is the deployment in rotation (in this process)?"""
+    return name not in _out
 
 
 def candidates(route: ModelRoute) -> list[DeploymentTarget]:
-    """Healthy deployments in the order to try them: a weighted shuffle."""
-    pool = [d for d in route.deployments if is_healthy(d.name)]
+    """Deployments in rotation, in the order to try them: a weighted shuffle."""
+    pool = [d for d in route.deployments if d.name not in _out]
     ordered = []
     while pool:
         pick = random.choices(pool, weights=[d.weight for d in pool])[0]
@@ -110,17 +130,80 @@ def candidates(route: ModelRoute) -> list[DeploymentTarget]:
     return ordered
 
 
-async def mark_unhealthy(target: DeploymentTarget, reason: str) -> None:
-    was_healthy = is_healthy(target.name)
-    _unhealthy_until[target.name] = time.monotonic() + settings.DEPLOYMENT_RETRY_SECONDS
-    log.warning("deployment %s marked unhealthy: %s", target.name, reason)
-    if was_healthy:
-        await _record_health(target.name, False, reason)
+def record_success(target: DeploymentTarget) -> None:
+    """The deployment answered a request: its run of failures, if any, is over."""
+    if _failures:
+        _failures.pop(target.name, None)
 
 
-async def mark_healthy(target: DeploymentTarget) -> None:
-    if _unhealthy_until.pop(target.name, None) is not None:
-        await _record_health(target.name, True, "")
+async def record_failure(
+    target: DeploymentTarget, failure: engine_client.EngineUnavailable, *, organization_id: int
+) -> None:
+    """The deployment did not take one request: judge whether it is the deployment's fault."""
+    if not failure.answered:
+        # No answer at all: nobody's request can be served there now.
+        await _take_out(target, str(failure))
+        return
+    if failure.status < 500:
+        return  # 429: busy, not sick; this request tries another deployment
+    now = time.monotonic()
+    recent = [
+        (at, org) for at, org in _failures.get(target.name, ()) if now - at < FAILURE_WINDOW_SECONDS
+    ]
+    recent.append((now, organization_id))
+    _failures[target.name] = recent
+    organizations = {org for _, org in recent}
+    if len(recent) >= FAILURES_TO_TAKE_OUT and len(organizations) >= ORGANIZATIONS_TO_TAKE_OUT:
+        await _take_out(
+            target,
+            f"{len(recent)} failed requests from {len(organizations)} organizations: {failure}",
+        )
+
+
+async def _take_out(target: DeploymentTarget, reason: str) -> None:
+    _failures.pop(target.name, None)
+    if target.name in _out:
+        return
+    _out[target.name] = target
+    log.warning("deployment %s taken out of rotation: %s", target.name, reason)
+    _ensure_prober()
+    await _record_health(target.name, False, reason)
+
+
+def _ensure_prober() -> None:
+    global _prober
+    loop = asyncio.get_running_loop()
+    if _prober is None or _prober.done() or _prober.get_loop() is not loop:
+        _prober = loop.create_task(_probe_until_all_back(), name="deployment-prober")
+
+
+def prober_idle() -> bool:
+    """No probe running in this process (every deployment is in rotation)."""
+    return _prober is None or _prober.done()
+
+
+async def _probe_until_all_back() -> None:
+    while _out:
+        await asyncio.sleep(settings.DEPLOYMENT_PROBE_SECONDS)
+        try:
+            targets = list(_out.values())
+            answers = await asyncio.gather(*(_probe(target) for target in targets))
+            for target, answered in zip(targets, answers, strict=True):
+                if answered and _out.pop(target.name, None) is not None:
+                    log.warning("deployment %s answers again: back in rotation", target.name)
+                    await _record_health(target.name, True, "")
+        except Exception:  # the probe must outlive any surprise, or a deployment stays out
+            log.exception("probing deployments failed")
+
+
+async def _probe(target: DeploymentTarget) -> bool:
+    try:
+        ok, _ = await engine_client.probe(
+            target.base_url, target.api_key, settings.ENGINE_CONNECT_TIMEOUT
+        )
+    except Exception:
+        return False
+    return ok
 
 
 async def _record_health(name: str, healthy: bool, reason: str) -> None:
