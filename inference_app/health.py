@@ -177,4 +177,9 @@ async def healthz(request: HttpRequest) -> JsonResponse:
             for row, engine, state in zip(deployments, engines, states, strict=True)
         },
     }
-    return JsonResponse(body, status=200 if status == "ok" else 503)
+    response = JsonResponse(body, status=200 if status == "ok" else 503)
+    if status == "starting":
+        # An expected state that run_stack and load balancers poll every second while the
+        # engine loads: not worth a "Service Unavailable" warning in the log each time.
+        response._has_been_logged = True
+    return response

@@ -77,3 +77,12 @@ async def test_past_the_start_window_an_embedded_engine_that_never_answered_is_d
     status, body = await healthz()
     assert status == 200, body
     assert body["deployments"][EMBEDDED_DEPLOYMENT_NAME]["state"] == "down"
+
+
+async def test_starting_is_not_logged_as_a_server_error(embedded_host, fake_engine, caplog):
+    # run_stack polls every second while the engine loads: no warning line per poll.
+    fake_engine.behaviour[embedded_host] = "refuse"
+    with caplog.at_level("WARNING", logger="django.request"):
+        status, _ = await healthz()
+    assert status == 503
+    assert not [record for record in caplog.records if record.name == "django.request"]

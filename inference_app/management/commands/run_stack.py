@@ -52,6 +52,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, port, host, no_engine, **options):
         self._check_ports(host=host, port=port, no_engine=no_engine)
+        if not no_engine:
+            self._warn_if_embedded_deployment_elsewhere()
         self._output_lock = threading.Lock()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if no_engine:
@@ -101,6 +103,31 @@ class Command(BaseCommand):
         problems = [problem for problem in problems if problem]
         if problems:
             raise CommandError("\n".join([*problems, "Nothing was started."]))
+
+    def _warn_if_embedded_deployment_elsewhere(self) -> None:
+        """The embedded deployment's URL is written by `bootstrap_demo`: if EMBEDDED_ENGINE_PORT
+        changed since, the gateway would wait for an engine that is not there."""
+        from django.db import connection
+
+        from inference_app.catalog import EMBEDDED_DEPLOYMENT_NAME
+        from inference_app.models import Deployment
+
+        try:
+            base_url = (
+                Deployment.objects.filter(name=EMBEDDED_DEPLOYMENT_NAME, is_enabled=True)
+                .values_list("base_url", flat=True)
+                .first()
+            )
+        except Exception:
+            return  # no database yet: daphne and /healthz will say so
+        finally:
+            connection.close()
+        if base_url and base_url.rstrip("/") != settings.EMBEDDED_ENGINE_URL.rstrip("/"):
+            self.stderr.write(
+                f"warning: deployment {EMBEDDED_DEPLOYMENT_NAME} points at {base_url}, but the "
+                f"engine will listen on {settings.EMBEDDED_ENGINE_URL} "
+                "(`manage.py bootstrap_demo` updates it; `make run` does that)"
+            )
 
     def _commands(self, host: str, port: int, no_engine: bool) -> list[tuple[str, list[str]]]:
         python = sys.executable
