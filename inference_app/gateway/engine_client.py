@@ -131,12 +131,16 @@ def error_message_of(body: object) -> str:
     """The message of an engine's error body, in any of the shapes engines use."""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message") or "")[:2000]
-    if isinstance(error, str):
-        return error[:2000]
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"][:2000]
-    return ""
+        message = str(error.get("message") or "")
+    elif isinstance(error, str):
+        message = error
+    elif isinstance(body, dict) and isinstance(body.get("message"), str):
+        message = body["message"]
+    else:
+        return ""
+    # Passed on to the caller: it must encode as UTF-8 whatever the engine quoted (a lone
+    # surrogate "\ud800" is valid JSON but no Unicode).
+    return message[:2000].encode("utf-8", "replace").decode("utf-8")
 
 
 async def iter_event_batches(response: httpx.Response) -> AsyncIterator[list[dict]]:

@@ -4,6 +4,7 @@ response_format, image URLs, and JSON that is valid but would break something fu
 
 import json
 
+import httpx
 import pytest
 
 from inference_app.gateway import errors
@@ -328,3 +329,33 @@ async def test_through_the_api_these_are_400_not_500(world, fake_engine, raw):
     assert response.status_code == 400, response.content
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
     assert fake_engine.requests == []
+
+
+async def test_a_lone_surrogate_in_a_message_never_reaches_the_engine(world, fake_engine):
+    # Where it broke: the engine refused the text and quoted it in its error message (as
+    # llama.cpp's JSON parser does); the gateway passed the message on and could not encode
+    # its own answer, a 500 outside OpenAI's shape.
+    from inference_app.gateway import engine_client
+
+    async def quoting_engine(request: httpx.Request) -> httpx.Response:
+        content = json.loads(request.content)["messages"][0]["content"]
+        error = {"error": {"message": f"invalid string: '{content}'"}}
+        return httpx.Response(400, content=json.dumps(error).encode())
+
+    engine_client.install_transport(httpx.MockTransport(quoting_engine))
+    raw = (
+        b'{"model": "'
+        + TEXT_MODEL.encode()
+        + b'", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+    )
+    response = await post_chat(world, raw=raw)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert "surrogate" in error["message"] and error["param"] == "messages.0.content"
+
+
+def test_an_engine_error_message_quoting_a_surrogate_is_made_encodable():
+    from inference_app.gateway.engine_client import error_message_of
+
+    message = error_message_of(json.loads(b'{"error": {"message": "bad: \\udc80"}}'))
+    assert message.encode("utf-8") == b"bad: ?"
