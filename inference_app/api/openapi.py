@@ -139,7 +139,188 @@ def _error_response(description: str, *named, headers: dict | None = None) -> di
     return response
 
 
-def _schemas() -> dict:
+# The integers any engine reads (C++ and Rust parse JSON integers as 64-bit).
+_MIN_INT = -(2**63)
+_MAX_INT = 2**64 - 1
+
+# Keywords whose values are data, not schemas.
+_DATA_KEYWORDS = {"examples", "example", "const", "enum", "default", "required"}
+
+
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {
+                "name": {"type": "string"},
+                "arguments": {
+                    "type": "string",
+                    "description": "The arguments as a JSON text, as the model wrote them: "
+                    "validate before use.",
+                },
+            },
+        },
+    },
+}
+_FUNCTION_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}
+
+
+def _closed(schema):
+    """A request schema whose objects list every field OpenAI documents and no other.
+
+    The gateway passes unknown fields through to the engine, but nested ones mean nothing to
+    engines in practice; the top level of the request stays open (see ChatCompletionRequest).
+    Objects without `properties` (a tool's JSON Schema `parameters`) stay open too."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {
+        key: value if key in _DATA_KEYWORDS else _closed(value) for key, value in schema.items()
+    }
+    if "properties" in schema and "additionalProperties" not in schema:
+        closed["additionalProperties"] = False
+    return closed
+
+
+def _open_at_top(schema: dict) -> dict:
+    """`_closed` below the top level; at the top, other parameters are any JSON value an
+    engine can read (they go to the engine as they are)."""
+    return {**_closed(schema), "additionalProperties": _ref("JsonValue")}
+
+
+def _schemas(*, image_max_bytes: int) -> dict:
+    return {
+        **_response_schemas(),
+        **{name: _closed(schema) for name, schema in _request_schemas(image_max_bytes).items()},
+        "ChatCompletionRequest": _chat_request_schema(),
+        "JsonValue": {
+            "description": "Any JSON value an engine can read: nested at most 64 levels, "
+            "integers within 64 bits, finite numbers, no lone UTF-16 surrogates in strings.",
+            "anyOf": [
+                {"type": ["string", "boolean", "null"]},
+                {"type": "integer", "minimum": _MIN_INT, "maximum": _MAX_INT},
+                {"type": "number", "minimum": _MIN_INT, "maximum": _MAX_INT},
+                {"type": "array", "items": _ref("JsonValue")},
+                {"type": "object", "additionalProperties": _ref("JsonValue")},
+            ],
+        },
+    }
+
+
+def _chat_request_schema() -> dict:
+    return _open_at_top(
+        {
+            "type": "object",
+            "description": "OpenAI's chat-completions request. Parameters not listed here "
+            "(for example `logprobs` or `logit_bias`) are passed to the serving engine "
+            "unchanged; whether they take effect depends on the engine. Every value, listed "
+            "or not, must be one any engine can read: nested at most 64 levels, no lone "
+            "UTF-16 surrogates (`\\ud800`), numbers finite (no `NaN`, `Infinity` or "
+            "`1e309`) and integers within 64 bits; otherwise the answer is a 400 naming "
+            "the parameter. Integers are written without a fraction (`64`, not `64.0`).",
+            "required": ["model", "messages"],
+            "properties": {
+                "model": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "A model id from `GET /v1/models`.",
+                    "examples": [EXAMPLE_MODEL],
+                },
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "The conversation so far, oldest first.",
+                    "items": _ref("Message"),
+                },
+                "max_completion_tokens": {
+                    **_nullable({"type": "integer", "minimum": 1, "maximum": _MAX_INT}),
+                    "description": "The most tokens the answer may have. The worst case "
+                    "(prompt + this many tokens at the model's prices) is held from your "
+                    "credits while the request runs; you are charged for what is generated. "
+                    "Default: what fits the context window, at most 4096.",
+                },
+                "max_tokens": {
+                    **_nullable({"type": "integer", "minimum": 1, "maximum": _MAX_INT}),
+                    "description": "The older name of `max_completion_tokens` (which wins when "
+                    "both are given).",
+                },
+                "temperature": {
+                    **_nullable({"type": "number", "minimum": 0, "maximum": 2}),
+                    "description": "Sampling temperature: higher is more random.",
+                },
+                "top_p": {
+                    **_nullable({"type": "number", "minimum": 0, "maximum": 1}),
+                    "description": "Nucleus sampling: consider only the tokens in the top "
+                    "`top_p` probability mass.",
+                },
+                "n": {
+                    **_nullable({"type": "integer", "minimum": 1, "maximum": 16}),
+                    "description": "How many answers to generate (where the engine supports it).",
+                },
+                "stop": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "array", "maxItems": 4, "items": {"type": "string"}},
+                        {"type": "null"},
+                    ],
+                    "description": "Up to 4 sequences where the model stops generating.",
+                },
+                "seed": {
+                    **_nullable({"type": "integer", "minimum": _MIN_INT, "maximum": _MAX_INT}),
+                    "description": "Best-effort determinism: the same seed and parameters "
+                    "should give the same answer on the same engine.",
+                },
+                "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+                "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+                "response_format": _nullable(_ref("ResponseFormat")),
+                "tools": {
+                    **_nullable(
+                        {"type": "array", "minItems": 1, "maxItems": 128, "items": _ref("Tool")}
+                    ),
+                    "description": "Functions the model may call. The answer then carries "
+                    "`tool_calls` instead of (or beside) text.",
+                },
+                "tool_choice": {
+                    **_nullable(_ref("ToolChoice")),
+                    "description": "Only with `tools`; a named function must be one of them.",
+                },
+                "stream": {
+                    **_nullable({"type": "boolean"}),
+                    "default": False,
+                    "description": "Answer as server-sent events (`text/event-stream`).",
+                },
+                "stream_options": {
+                    **_nullable(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "include_usage": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "Send a last chunk with empty `choices` "
+                                    "and the request's `usage`, before `data: [DONE]`.",
+                                }
+                            },
+                        }
+                    ),
+                    "description": "Only with `stream: true`.",
+                },
+                "user": {
+                    "type": "string",
+                    "description": "Your own identifier for the end user, kept with the trace.",
+                },
+            },
+        }
+    )
+
+
+def _request_schemas(image_max_bytes: int) -> dict:
     text_part = {
         "type": "object",
         "title": "Text content part",
@@ -150,7 +331,7 @@ def _schemas() -> dict:
         "type": "object",
         "title": "Image content part",
         "description": "An image, for models whose `modalities.input` includes `image` "
-        "(others answer 400). `url` is an `https` URL or a `data:image/...;base64,` URL.",
+        "(others answer 400).",
         "required": ["type", "image_url"],
         "properties": {
             "type": {"const": "image_url"},
@@ -158,68 +339,24 @@ def _schemas() -> dict:
                 "type": "object",
                 "required": ["url"],
                 "properties": {
-                    "url": {"type": "string", "minLength": 1, "examples": [_PIXEL_DATA_URL]},
+                    "url": {
+                        "type": "string",
+                        "pattern": "^(https?://[a-zA-Z0-9.-]+(:[0-9]+)?(/|$)|"
+                        "data:image/[a-zA-Z0-9.+-]+(;[a-zA-Z0-9.+-]+=[a-zA-Z0-9.+-]+)*;base64,"
+                        "[A-Za-z0-9+/]{4,}={0,2}$)",
+                        "description": "An `https` or `http` URL the engine fetches (not "
+                        "one on a private, loopback or link-local address), or the image "
+                        f"inline as `data:image/<type>;base64,<data>`, at most {image_max_bytes} "
+                        "bytes decoded.",
+                        "examples": ["https://example.com/cat.png", _PIXEL_DATA_URL],
+                    },
                     "detail": {"enum": ["auto", "low", "high"], "default": "auto"},
                 },
             },
         },
     }
     name = {"type": "string", "description": "An optional name for the participant."}
-    tool_call = {
-        "type": "object",
-        "required": ["id", "type", "function"],
-        "properties": {
-            "id": {"type": "string"},
-            "type": {"const": "function"},
-            "function": {
-                "type": "object",
-                "required": ["name", "arguments"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "arguments": {
-                        "type": "string",
-                        "description": "The arguments as a JSON text, as the model wrote them: "
-                        "validate before use.",
-                    },
-                },
-            },
-        },
-    }
-    function_name = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}
     return {
-        "Error": {
-            "type": "object",
-            "description": "Every error, whatever the status, has this body (OpenAI's shape).",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["message", "type", "param", "code"],
-                    "properties": {
-                        "message": {"type": "string", "description": "For people."},
-                        "type": {
-                            "type": "string",
-                            "description": "The error's family, e.g. `invalid_request_error`, "
-                            "`rate_limit_error`, `insufficient_quota`, `server_error`.",
-                        },
-                        "param": {
-                            **_nullable({"type": "string"}),
-                            "description": "The request parameter at fault, as a dotted path "
-                            "(`messages.0.content`), when there is one.",
-                        },
-                        "code": {
-                            **_nullable({"type": "string"}),
-                            "description": "For programs: `invalid_api_key`, "
-                            "`unsupported_country_region_territory`, `permission_denied`, "
-                            "`concurrency_limit_reached`, `insufficient_quota`, "
-                            "`model_not_found`, `invalid_request_error`, `request_too_large`, "
-                            "`unknown_url`, `method_not_allowed`, `server_error`, "
-                            "`engine_overloaded`.",
-                        },
-                    },
-                }
-            },
-        },
         "TextContentPart": text_part,
         "ImageContentPart": image_part,
         "SystemMessage": {
@@ -283,7 +420,7 @@ def _schemas() -> dict:
                     }
                 ),
                 "name": name,
-                "tool_calls": {"type": "array", "items": tool_call},
+                "tool_calls": {"type": "array", "items": _TOOL_CALL},
             },
         },
         "ToolMessage": {
@@ -320,13 +457,14 @@ def _schemas() -> dict:
                     "required": ["name"],
                     "properties": {
                         "name": {
-                            **function_name,
+                            **_FUNCTION_NAME,
                             "description": "Letters, digits, `_` and `-`; at most 64.",
                         },
                         "description": {"type": "string"},
                         "parameters": {
                             "type": "object",
-                            "description": "The arguments, as a JSON Schema object.",
+                            "description": "The arguments, as a JSON Schema (draft 2020-12); "
+                            "an invalid schema is a 400.",
                         },
                         "strict": _nullable({"type": "boolean"}),
                     },
@@ -346,7 +484,7 @@ def _schemas() -> dict:
                         "function": {
                             "type": "object",
                             "required": ["name"],
-                            "properties": {"name": function_name},
+                            "properties": {"name": _FUNCTION_NAME},
                         },
                     },
                 },
@@ -375,9 +513,12 @@ def _schemas() -> dict:
                             "type": "object",
                             "required": ["name"],
                             "properties": {
-                                "name": function_name,
+                                "name": _FUNCTION_NAME,
                                 "description": {"type": "string"},
-                                "schema": {"type": "object"},
+                                "schema": {
+                                    "type": "object",
+                                    "description": "A JSON Schema (draft 2020-12).",
+                                },
                                 "strict": _nullable({"type": "boolean"}),
                             },
                         },
@@ -385,97 +526,42 @@ def _schemas() -> dict:
                 },
             ],
         },
-        "ChatCompletionRequest": {
+    }
+
+
+def _response_schemas() -> dict:
+    return {
+        "Error": {
             "type": "object",
-            "description": "OpenAI's chat-completions request. Parameters not listed here "
-            "(for example `logprobs` or `logit_bias`) are passed to the serving engine "
-            "unchanged; whether they take effect depends on the engine.",
-            "required": ["model", "messages"],
+            "description": "Every error, whatever the status, has this body (OpenAI's shape).",
+            "required": ["error"],
             "properties": {
-                "model": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": "A model id from `GET /v1/models`.",
-                    "examples": [EXAMPLE_MODEL],
-                },
-                "messages": {
-                    "type": "array",
-                    "minItems": 1,
-                    "description": "The conversation so far, oldest first.",
-                    "items": _ref("Message"),
-                },
-                "max_completion_tokens": {
-                    **_nullable({"type": "integer", "minimum": 1}),
-                    "description": "The most tokens the answer may have. The worst case "
-                    "(prompt + this many tokens at the model's prices) is held from your "
-                    "credits while the request runs; you are charged for what is generated. "
-                    "Default: what fits the context window, at most 4096.",
-                },
-                "max_tokens": {
-                    **_nullable({"type": "integer", "minimum": 1}),
-                    "description": "The older name of `max_completion_tokens` (which wins when "
-                    "both are given).",
-                },
-                "temperature": {
-                    **_nullable({"type": "number", "minimum": 0, "maximum": 2}),
-                    "description": "Sampling temperature: higher is more random.",
-                },
-                "top_p": {
-                    **_nullable({"type": "number", "minimum": 0, "maximum": 1}),
-                    "description": "Nucleus sampling: consider only the tokens in the top "
-                    "`top_p` probability mass.",
-                },
-                "n": {
-                    **_nullable({"type": "integer", "minimum": 1, "maximum": 16}),
-                    "description": "How many answers to generate (where the engine supports it).",
-                },
-                "stop": {
-                    "anyOf": [
-                        {"type": "string"},
-                        {"type": "array", "maxItems": 4, "items": {"type": "string"}},
-                        {"type": "null"},
-                    ],
-                    "description": "Up to 4 sequences where the model stops generating.",
-                },
-                "seed": {
-                    **_nullable({"type": "integer"}),
-                    "description": "Best-effort determinism: the same seed and parameters "
-                    "should give the same answer on the same engine.",
-                },
-                "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
-                "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
-                "response_format": _nullable(_ref("ResponseFormat")),
-                "tools": {
-                    **_nullable({"type": "array", "items": _ref("Tool")}),
-                    "description": "Functions the model may call. The answer then carries "
-                    "`tool_calls` instead of (or beside) text.",
-                },
-                "tool_choice": _nullable(_ref("ToolChoice")),
-                "stream": {
-                    **_nullable({"type": "boolean"}),
-                    "default": False,
-                    "description": "Answer as server-sent events (`text/event-stream`).",
-                },
-                "stream_options": {
-                    **_nullable(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "include_usage": {
-                                    "type": "boolean",
-                                    "default": False,
-                                    "description": "Send a last chunk with empty `choices` "
-                                    "and the request's `usage`, before `data: [DONE]`.",
-                                }
-                            },
-                        }
-                    ),
-                    "description": "Only with `stream: true`.",
-                },
-                "user": {
-                    "type": "string",
-                    "description": "Your own identifier for the end user, kept with the trace.",
-                },
+                "error": {
+                    "type": "object",
+                    "required": ["message", "type", "param", "code"],
+                    "properties": {
+                        "message": {"type": "string", "description": "For people."},
+                        "type": {
+                            "type": "string",
+                            "description": "The error's family, e.g. `invalid_request_error`, "
+                            "`rate_limit_error`, `insufficient_quota`, `server_error`.",
+                        },
+                        "param": {
+                            **_nullable({"type": "string"}),
+                            "description": "The request parameter at fault, as a dotted path "
+                            "(`messages.0.content`), when there is one.",
+                        },
+                        "code": {
+                            **_nullable({"type": "string"}),
+                            "description": "For programs: `invalid_api_key`, "
+                            "`unsupported_country_region_territory`, `permission_denied`, "
+                            "`concurrency_limit_reached`, `insufficient_quota`, "
+                            "`model_not_found`, `invalid_request_error`, `request_too_large`, "
+                            "`unknown_url`, `method_not_allowed`, `server_error`, "
+                            "`engine_overloaded`.",
+                        },
+                    },
+                }
             },
         },
         "Usage": {
@@ -514,7 +600,7 @@ def _schemas() -> dict:
                                 "properties": {
                                     "role": {"const": "assistant"},
                                     "content": _nullable({"type": "string"}),
-                                    "tool_calls": {"type": "array", "items": tool_call},
+                                    "tool_calls": {"type": "array", "items": _TOOL_CALL},
                                 },
                             },
                             "finish_reason": {
@@ -574,6 +660,26 @@ def _schemas() -> dict:
                     },
                 },
                 "usage": _nullable(_ref("Usage")),
+            },
+        },
+        "ChatCompletionStreamEvent": {
+            "type": "object",
+            "description": "One server-sent event of a streamed answer.",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "description": "A `ChatCompletionChunk` as JSON; or, when the stream breaks "
+                    "off, an `Error` as JSON (the last event); or `[DONE]` (the last event of a "
+                    "complete stream).",
+                    "examples": [
+                        '{"id":"chatcmpl-1f0c2a4e","object":"chat.completion.chunk",'
+                        '"created":1767225600,"model":"meta-llama/Llama-3.1-8B-Instruct",'
+                        '"choices":[{"index":0,"delta":{"content":"Hello"},'
+                        '"finish_reason":null}]}',
+                        "[DONE]",
+                    ],
+                }
             },
         },
         "Model": {
@@ -818,7 +924,7 @@ data: [DONE]
 """
 
 
-def build_document(*, max_request_bytes: int) -> dict:
+def build_document(*, max_request_bytes: int, image_max_bytes: int) -> dict:
     """The document as a dict (tests validate it; the view serves it as JSON)."""
     return {
         "openapi": "3.1.0",
@@ -877,13 +983,9 @@ def build_document(*, max_request_bytes: int) -> dict:
                             },
                             "content": {
                                 _JSON: {"schema": _ref("ChatCompletion")},
-                                _SSE: {
-                                    "schema": {
-                                        "type": "string",
-                                        "description": "`data: <ChatCompletionChunk JSON>` "
-                                        "lines, then `data: [DONE]`.",
-                                    }
-                                },
+                                # In OpenAPI 3.1 an event stream's schema describes one
+                                # event (its fields: data, event, id, retry).
+                                _SSE: {"schema": _ref("ChatCompletionStreamEvent")},
                             },
                         },
                         **_error_refs("400", "401", "403", "404", "413", "429", "500", "503"),
@@ -988,15 +1090,16 @@ def build_document(*, max_request_bytes: int) -> dict:
                     "example": "acme/main",
                 }
             },
-            "schemas": _schemas(),
+            "schemas": _schemas(image_max_bytes=image_max_bytes),
             "responses": _responses(max_request_bytes),
         },
     }
 
 
 @functools.cache
-def _document_bytes(max_request_bytes: int) -> bytes:
-    return json.dumps(build_document(max_request_bytes=max_request_bytes), indent=1).encode()
+def _document_bytes(max_request_bytes: int, image_max_bytes: int) -> bytes:
+    document = build_document(max_request_bytes=max_request_bytes, image_max_bytes=image_max_bytes)
+    return json.dumps(document, indent=1).encode()
 
 
 async def openapi_json(request: HttpRequest) -> HttpResponse:
@@ -1004,7 +1107,7 @@ async def openapi_json(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return error_response(errors.method_not_allowed(request.method, request.path))
     return HttpResponse(
-        _document_bytes(settings.MAX_REQUEST_BYTES),
+        _document_bytes(settings.MAX_REQUEST_BYTES, settings.IMAGE_DATA_URL_MAX_BYTES),
         content_type=_JSON,
         headers={"Access-Control-Allow-Origin": "*"},
     )

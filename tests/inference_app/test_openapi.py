@@ -12,7 +12,7 @@ from inference_app.api.openapi import CHAT_REQUEST_EXAMPLES, build_document
 from inference_app.asgi import application
 from inference_app.gateway.requests import ChatRequest, parse_chat_request
 
-DOCUMENT = build_document(max_request_bytes=1_000_000)
+DOCUMENT = build_document(max_request_bytes=1_000_000, image_max_bytes=100_000)
 
 
 def _schema_of(name: str) -> dict:
