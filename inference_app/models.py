@@ -117,6 +117,14 @@ class CatalogModel(models.Model):
     description = models.TextField()
     input_price_micros = models.BigIntegerField(help_text="USD micros per 1M input tokens")
     output_price_micros = models.BigIntegerField(help_text="USD micros per 1M output tokens")
+    # The most prompt tokens one image can take, held for every image whatever its size (the
+    # gateway does not decode images). The default is Llama 4 Scout's, the catalog's vision
+    # model: an image is cut into at most 16 tiles of 336 px, each 144 tokens (24 x 24 patches
+    # of 14 px, pixel-shuffled 4 to 1) with a separator, plus a 144-token view of the whole
+    # image and 3 markers: 16 * 145 + 144 + 3 = 2467.
+    image_tokens_max = models.PositiveIntegerField(
+        default=2467, help_text="Upper bound of the prompt tokens of one image"
+    )
     owned_by = models.CharField(max_length=100, default="yardstick")
     sort_order = models.PositiveIntegerField(default=100)
     is_listed = models.BooleanField(default=True)

@@ -54,7 +54,7 @@ async def start_chat_completion(
         raise errors.invalid_request(
             f"The model `{route.model_id}` does not support image inputs.", param="messages"
         )
-    prompt_estimate = tokens.estimate_prompt_tokens(body["messages"])
+    prompt_estimate = tokens.estimate_prompt_tokens(body, image_tokens=route.image_tokens_max)
     requested = request.requested_max_tokens
     room = route.context_window - prompt_estimate
     if requested is not None and requested > room:

@@ -53,6 +53,7 @@ class ModelRoute:
     display_name: str
     context_window: int
     supports_vision: bool
+    image_tokens_max: int
     input_price_micros: int
     output_price_micros: int
     deployments: tuple[DeploymentTarget, ...]
@@ -108,6 +109,7 @@ def _load_route(model_id: str) -> ModelRoute | bool:
         display_name=model.display_name,
         context_window=model.context_window,
         supports_vision=model.supports_vision,
+        image_tokens_max=model.image_tokens_max,
         input_price_micros=model.input_price_micros,
         output_price_micros=model.output_price_micros,
         deployments=deployments,

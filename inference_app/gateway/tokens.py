@@ -1,22 +1,35 @@
-"""Counting tokens when the engine reports no usage (DESIGN.md lesson 6: never record zero).
+"""Counting tokens the gateway must know before the engine says: the prompt of every request
+(its worst case is held before it runs), and the completion when the engine reports no usage
+(a missing count is estimated and marked as such, never recorded as zero).
 
 No tokenizer is available offline for every catalog model, so the gateway uses one documented
 estimate for all of them:
 - text: one token per 4 ASCII characters (OpenAI's rule of thumb for English), plus one token
   per non-ASCII character (CJK and most other scripts run close to one token per character);
 - each message: 4 tokens of chat-template overhead (role markers), plus 3 for the reply primer;
-- each image: a flat 576 tokens (a 336px tile at 14px patches for Llama-style vision encoders).
+- each image: the model's upper bound (CatalogModel.image_tokens_max), whatever its size, since
+  the gateway never decodes images;
+- `tools` and `response_format`: their JSON text, as chat templates render it (`tojson`, with
+  its ", " and ": " separators), by the same rule, plus TOKENS_PER_TOOL per tool and
+  TOOLS_PROMPT_TOKENS once for the instructions templates put around tools. JSON is denser in
+  tokens than prose: with SmolLM2's BPE tokenizer, tool definitions rendered so ran 2.9-3.6
+  characters per token (11-25 tokens more than the rule says for ordinary ones), which the
+  per-tool overhead covers; larger vocabularies (Llama 3 and 4) need fewer.
+  Engines that enforce a response format by grammar (llama.cpp, vLLM) put none of it in the
+  prompt, so counting it is an upper bound.
 While streaming, engines send about one token per content delta, so the completion count is the
 larger of the number of non-empty deltas and the text estimate.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 TOKENS_PER_MESSAGE = 4
 REPLY_PRIMER_TOKENS = 3
-TOKENS_PER_IMAGE = 576
+TOKENS_PER_TOOL = 32
+TOOLS_PROMPT_TOKENS = 128
 ASCII_CHARS_PER_TOKEN = 4
 
 
@@ -36,8 +49,25 @@ def estimate_text_tokens(text: str) -> int:
     return _tokens_for(*_char_counts(text)) if text else 0
 
 
-def estimate_prompt_tokens(messages: Iterable[dict]) -> int:
-    """Estimated prompt tokens of OpenAI-format messages (dicts, as sent to the engine)."""
+def estimate_prompt_tokens(body: dict, *, image_tokens: int) -> int:
+    """Estimated prompt tokens of an OpenAI-format request body (as sent to the engine):
+    its messages, tools and response_format; each image counts `image_tokens`."""
+    total = _messages_tokens(body["messages"], image_tokens)
+    # Only requests that carry them pay for the JSON encoding: text-only ones skip it.
+    tools = body.get("tools")
+    if tools:
+        total += _json_tokens(tools) + TOKENS_PER_TOOL * len(tools) + TOOLS_PROMPT_TOKENS
+    response_format = body.get("response_format")
+    if response_format:
+        total += _json_tokens(response_format)
+    return total
+
+
+def _json_tokens(value: object) -> int:
+    return estimate_text_tokens(json.dumps(value, ensure_ascii=False))
+
+
+def _messages_tokens(messages: Iterable[dict], image_tokens: int) -> int:
     total = REPLY_PRIMER_TOKENS
     for message in messages:
         total += TOKENS_PER_MESSAGE
@@ -49,7 +79,7 @@ def estimate_prompt_tokens(messages: Iterable[dict]) -> int:
                 if not isinstance(part, dict):
                     continue
                 if part.get("type") == "image_url":
-                    total += TOKENS_PER_IMAGE
+                    total += image_tokens
                 else:
                     total += estimate_text_tokens(str(part.get("text") or ""))
         if message.get("tool_calls"):

@@ -211,7 +211,8 @@ def make_world() -> World:
         return CatalogModel.objects.create(model_id=model_id, **{**defaults, **fields})
 
     text = model(TEXT_MODEL)
-    vision = model(VISION_MODEL, modality="text+vision")
+    # An image bound that fits this small context window (the default is Llama 4 Scout's).
+    vision = model(VISION_MODEL, modality="text+vision", image_tokens_max=576)
     model(UNDEPLOYED_MODEL)
     two = model(TWO_DEPLOYMENTS_MODEL)
     Deployment.objects.create(

@@ -100,18 +100,23 @@ def test_text_estimate():
 
 
 def test_prompt_estimate_counts_messages_text_and_images():
-    text_only = estimate_prompt_tokens([{"role": "user", "content": "abcdefgh"}])
+    text_only = estimate_prompt_tokens(
+        {"messages": [{"role": "user", "content": "abcdefgh"}]}, image_tokens=576
+    )
     assert text_only == 3 + 4 + 2
     with_image = estimate_prompt_tokens(
-        [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "abcdefgh"},
-                    {"type": "image_url", "image_url": {"url": "x"}},
-                ],
-            }
-        ]
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "abcdefgh"},
+                        {"type": "image_url", "image_url": {"url": "x"}},
+                    ],
+                }
+            ]
+        },
+        image_tokens=576,
     )
     assert with_image == text_only + 576
 

@@ -95,7 +95,7 @@ def test_ten_times_k_parallel_requests_through_two_servers(race_stack):
     )[0]
     # The gateway's worst case for this request: estimated prompt + max_tokens, at the prices.
     worst_case = ceil_div(
-        estimate_prompt_tokens(MESSAGES) * price["input_price_micros"]
+        estimate_prompt_tokens({"messages": MESSAGES}, image_tokens=0) * price["input_price_micros"]
         + MAX_TOKENS * price["output_price_micros"],
         1_000_000,
     )
