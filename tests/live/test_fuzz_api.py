@@ -91,13 +91,14 @@ def _world(engine_url: str) -> dict:
         "users": [
             {"username": "fuzzer", "organization": "fuzz", "role": "admin"},
             {"username": "other", "organization": "other", "role": "admin"},
+            {"username": "member", "organization": "fuzz", "role": "member"},
         ],
         "teams": [
-            {"name": "fuzz", "organization": "fuzz", "members": ["fuzzer"]},
+            {"name": "fuzz", "organization": "fuzz", "members": ["fuzzer", "member"]},
             {"name": "other", "organization": "other", "members": ["other"]},
         ],
         "projects": [
-            {"team": "fuzz", "name": "main", "default_for": ["fuzzer"]},
+            {"team": "fuzz", "name": "main", "default_for": ["fuzzer", "member"]},
             {"team": "other", "name": "secret", "default_for": ["other"]},
         ],
         "deployments": [
@@ -108,6 +109,7 @@ def _world(engine_url: str) -> dict:
         "api_keys": [
             {"label": "fuzzer", "user": "fuzzer"},
             {"label": "revoked", "user": "fuzzer", "revoked": True},
+            {"label": "member", "user": "member"},  # not an admin: billing is a 403
         ],
     }
 
@@ -282,7 +284,9 @@ def _report(run: FuzzRun, terminal_summary: _TerminalSummary, record_property) -
 def _fuzz_document(stack: Stack) -> dict:
     """The served document, with the model ids narrowed to deployed ones, so that valid cases
     get past the model lookup and reach the engine (negative cases still send any string)."""
-    document = httpx.get(f"{stack.url}/v1/openapi.json", timeout=10).json()
+    response = httpx.get(f"{stack.url}/v1/openapi.json", timeout=10)
+    response.raise_for_status()
+    document = response.json()
     schemas = document["components"]["schemas"]
     schemas["ChatCompletionRequest"]["properties"]["model"] = {"enum": DEPLOYED_MODELS}
     for parameter in document["paths"]["/models/{model}"]["get"]["parameters"]:
@@ -494,7 +498,8 @@ def _send(
     )
 
 
-def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, key: str) -> None:
+def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str]) -> None:
+    key = keys["fuzzer"]
     chat = "/v1/chat/completions"
     bearer = f"Bearer {key}"
 
@@ -607,6 +612,9 @@ def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, key: str) -> None:
             {"Authorization": "Bearer ys-\x7f"},
             {"Authorization": bearer + " extra"},
             {"Authorization": "bearer " + key},
+            {"Authorization": "Bearer " + keys["revoked"]},
+            {"Authorization": "Bearer " + keys["member"]},
+            {"Authorization": "Bearer " + keys["member"], "OpenAI-Project": "fuzz/nope"},
             {"OpenAI-Project": OTHER_TENANTS_PROJECT},
             {"OpenAI-Project": "fuzz"},
             {"OpenAI-Project": "fuzz/main/extra"},
@@ -678,7 +686,7 @@ def test_fuzz_v1(fuzz_stack, terminal_summary, record_property):
     try:
         with httpx.Client(base_url=fuzz_stack.url, headers=auth, timeout=30) as client:
             _run_documented_examples(run, client)
-            _run_fixed_hostile(run, client, key)
+            _run_fixed_hostile(run, client, fuzz_stack.api_keys)
             _run_hostile_json(run, fuzz_stack, client)
         _run_schemathesis(run, fuzz_stack, auth)
     finally:
