@@ -123,6 +123,10 @@ def is_healthy(name: str) -> bool:
 
 def candidates(route: ModelRoute) -> list[DeploymentTarget]:
     """Deployments in rotation, in the order to try them: a weighted shuffle."""
+    if _out:
+        # A probe started on an event loop that has since ended (async_to_sync runs one per
+        # call) would leave its deployments out for good: make sure one runs on this loop.
+        _ensure_prober()
     pool = [d for d in route.deployments if d.name not in _out]
     ordered = []
     while pool:
@@ -175,7 +179,7 @@ async def _take_out(target: DeploymentTarget, reason: str) -> None:
 def _ensure_prober() -> None:
     global _prober
     loop = asyncio.get_running_loop()
-    if _prober is None or _prober.done() or _prober.get_loop() is not loop:
+    if _prober is None or _prober.done() or not _prober.get_loop().is_running():
         _prober = loop.create_task(_probe_until_all_back(), name="deployment-prober")
 
 

@@ -213,3 +213,22 @@ async def _until_async(condition, *args, timeout: float = 5.0) -> None:
     while not await condition(*args):
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def test_a_probe_left_on_an_ended_event_loop_is_started_again(world, engine):
+    # async_to_sync (Celery tasks, management commands) runs each call on a loop of its own,
+    # which ends with the call and takes its tasks along.
+    from inference_app.gateway.engine_client import EngineUnavailable
+
+    [target] = (await routing.get_route(TEXT_MODEL)).deployments
+    refused = EngineUnavailable("connect: refused", status=None)
+
+    def on_a_loop_of_its_own():
+        asyncio.run(routing.record_failure(target, refused, organization_id=0))
+
+    await sync_to_async(on_a_loop_of_its_own, thread_sensitive=False)()
+    assert not routing.is_healthy("text-a")
+    # The next request finds the deployment out, and a probe running again on this loop.
+    assert (await ask(world)).status_code == 503
+    await _until(lambda: routing.is_healthy("text-a"))
+    assert (await ask(world)).status_code == 200
