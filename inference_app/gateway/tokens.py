@@ -37,7 +37,7 @@ def _char_counts(text: str) -> tuple[int, int]:
     """(ASCII characters, other characters)."""
     if text.isascii():
         return len(text), 0
-    ascii_chars = sum(1 for ch in text if ch < "\x80")
+    ascii_chars = len(text.encode("ascii", "ignore"))  # in C: 50x a loop over characters
     return ascii_chars, len(text) - ascii_chars
 
 
