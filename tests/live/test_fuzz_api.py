@@ -2,7 +2,7 @@
 every refusal has OpenAI's error body {"error": {"message", "type", "param", "code"}}.
 
 Three sources of cases, each bounded and derandomized, so that a run is reproducible and the
-whole module takes about a minute:
+whole module takes well under a minute (about 35 s here):
 
 - Schemathesis, from the document the server itself serves at /v1/openapi.json: positive cases
   (valid by the document) and negative ones (each breaks it somewhere: a wrong type, a missing
@@ -44,14 +44,14 @@ from schemathesis.specs.openapi.checks import (
 
 from inference_app.api.openapi import CHAT_REQUEST_EXAMPLES
 from tests.support.stack import Stack, sqlite_database_url
-from tests.support.world import FAST_MODEL, SLOW_MODEL, VISION_MODEL
+from tests.support.world import FAST_MODEL, VISION_MODEL
 
 pytestmark = pytest.mark.fuzz
 
 MAX_REQUEST_BYTES = 200_000
 PROJECT = "fuzz/main"
 OTHER_TENANTS_PROJECT = "other/secret"
-DEPLOYED_MODELS = [FAST_MODEL, VISION_MODEL, SLOW_MODEL]
+DEPLOYED_MODELS = [FAST_MODEL, VISION_MODEL]
 
 # Examples per operation and mode. Chat completions is where the parsing is; the GET endpoints
 # take only a header and a path parameter.
@@ -104,7 +104,6 @@ def _world(engine_url: str) -> dict:
         "deployments": [
             {"name": "fuzz-fast", "model": FAST_MODEL, "base_url": engine_url},
             {"name": "fuzz-vision", "model": VISION_MODEL, "base_url": engine_url},
-            {"name": "fuzz-slow", "model": SLOW_MODEL, "base_url": engine_url},
         ],
         "api_keys": [
             {"label": "fuzzer", "user": "fuzzer"},
@@ -325,7 +324,7 @@ def _fuzz_operation(run, operation, mode, examples, session, base_url, auth) -> 
     @given(case=operation.as_strategy(generation_mode=mode))
     def send(case):
         try:
-            response = case.call(base_url=base_url, session=session, headers=auth)
+            response = case.call(base_url=base_url, session=session, headers=auth, timeout=30)
         except requests.RequestException:  # e.g. a header `requests` refuses to send
             run.unsent[source] += 1
             return
@@ -396,7 +395,8 @@ _hostile_values = st.one_of(
         ),
         max_leaves=8,
     ),
-    st.builds(_nested, st.integers(min_value=50, max_value=900), _hostile_scalars),
+    # Past the gateway's nesting limit, short of this process's own recursion limit in json.dumps.
+    st.builds(_nested, st.integers(min_value=50, max_value=500), _hostile_scalars),
 )
 
 # Where in a valid request the hostile value goes.
@@ -432,7 +432,7 @@ def _place(body: dict, path: tuple, value: object) -> dict:
     return body
 
 
-def _run_hostile_json(run: FuzzRun, stack: Stack, client: httpx.Client) -> None:
+def _run_hostile_json(run: FuzzRun, client: httpx.Client) -> None:
     @_hypothesis_settings(HOSTILE_JSON_EXAMPLES)
     @given(
         path=st.sampled_from(_PLACES),
@@ -539,9 +539,10 @@ def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str])
         ("n", b"1e2"),
         ("presence_penalty", b"1e-400"),
     ]:
-        body = json.dumps(valid).encode()[:-1] + b',"%s":%s}' % (name.encode(), text)
+        without = {k: v for k, v in valid.items() if k != name}
+        body = json.dumps(without).encode()[:-1] + b',"%s":%s}' % (name.encode(), text)
         post(body)
-        post(body.replace(b'"max_tokens": 8,', b""))
+        post(body[:-1] + b',"stream":true}')
     # Lone surrogates and control characters where strings go.
     for place in [("model",), ("messages", 0, "content"), ("messages", 0, "role"), ("user",),
                   ("stop",), ("messages", 0, "name")]:  # fmt: skip
@@ -586,7 +587,7 @@ def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str])
             {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 1000}}]}]})  # fmt: skip
     # A context window's worth, and more, in one message (under the size limit).
     post_json({**valid, "messages": [{"role": "user", "content": "word " * 39_000}]})
-    post_json({**valid, "messages": [{"role": "user", "content": "a"}] * 20_000})
+    post_json({**valid, "messages": [{"role": "user", "content": "a"}] * 5_000})
     post_json({**valid, "max_tokens": 10**9})
     # Oversized: declared, then chunked (no Content-Length).
     post(b'{"x":"' + b"a" * (MAX_REQUEST_BYTES + 10) + b'"}')
@@ -594,8 +595,6 @@ def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str])
     _send(run, client, "hostile fixed", "POST", chat,
           content=iter([b'{"x":"', b"a" * (MAX_REQUEST_BYTES + 10), b'"}']),  # type: ignore[arg-type]
           describe=f"POST {chat} chunked body of {MAX_REQUEST_BYTES + 18} bytes")  # fmt: skip
-    _send(run, client, "hostile fixed", "POST", chat, content=b"{}",
-          headers={"Content-Length": "abc"}, describe=f"POST {chat} Content-Length: abc")  # fmt: skip
     # Bad keys, projects, countries: on every endpoint.
     for method, path, body in [
         ("POST", chat, json.dumps(valid).encode()),
@@ -664,7 +663,7 @@ def _run_documented_examples(run: FuzzRun, client: httpx.Client) -> None:
             response.headers.get("content-type", ""),
             response.content,
         )
-        if response.status_code != 200:
+        if 400 <= response.status_code < 500:  # (a 5xx is a finding already)
             run.findings.append(
                 Finding(
                     source="documented examples",
@@ -687,7 +686,7 @@ def test_fuzz_v1(fuzz_stack, terminal_summary, record_property):
         with httpx.Client(base_url=fuzz_stack.url, headers=auth, timeout=30) as client:
             _run_documented_examples(run, client)
             _run_fixed_hostile(run, client, fuzz_stack.api_keys)
-            _run_hostile_json(run, fuzz_stack, client)
+            _run_hostile_json(run, client)
         _run_schemathesis(run, fuzz_stack, auth)
     finally:
         _report(run, terminal_summary, record_property)
