@@ -10,6 +10,7 @@ from openapi_spec_validator import validate
 
 from inference_app.api.openapi import CHAT_REQUEST_EXAMPLES, build_document
 from inference_app.asgi import application
+from inference_app.gateway import requests as gateway_requests
 from inference_app.gateway.requests import ChatRequest, parse_chat_request
 
 DOCUMENT = build_document(max_request_bytes=1_000_000, image_max_bytes=100_000)
@@ -48,6 +49,55 @@ def test_every_parameter_the_gateway_validates_is_documented():
     gateway = ChatRequest.model_json_schema()
     assert set(gateway["properties"]) <= set(documented["properties"])
     assert set(gateway["required"]) == set(documented["required"])
+
+
+def _documented_fields(schema: dict) -> set[str]:
+    """Every property a schema (or any branch of it) lists, following $refs."""
+    if "$ref" in schema:
+        return _documented_fields(_component(schema["$ref"].rsplit("/", 1)[-1]))
+    fields = set(schema.get("properties", {}))
+    for branch in schema.get("oneOf", []) + schema.get("anyOf", []):
+        fields |= _documented_fields(branch)
+    return fields
+
+
+def _component(name: str) -> dict:
+    return DOCUMENT["components"]["schemas"][name]
+
+
+def _request_property(name: str) -> dict:
+    return _component("ChatCompletionRequest")["properties"][name]
+
+
+@pytest.mark.parametrize(
+    ("model", "documented"),
+    [
+        ("Message", lambda: _documented_fields(_component("Message"))),
+        ("TextPart", lambda: _documented_fields(_component("TextContentPart"))),
+        ("ImageUrlPart", lambda: _documented_fields(_component("ImageContentPart"))),
+        (
+            "ImageUrl",
+            lambda: _documented_fields(_component("ImageContentPart")["properties"]["image_url"]),
+        ),
+        ("Tool", lambda: _documented_fields(_component("Tool"))),
+        (
+            "FunctionDefinition",
+            lambda: _documented_fields(_component("Tool")["properties"]["function"]),
+        ),
+        (
+            "JsonSchemaSpec",
+            lambda: _documented_fields(
+                _component("ResponseFormat")["oneOf"][2]["properties"]["json_schema"]
+            ),
+        ),
+        ("StreamOptions", lambda: _documented_fields(_request_property("stream_options"))),
+    ],
+)
+def test_every_nested_field_the_gateway_validates_is_documented(model, documented):
+    # The document's request objects are closed (no other fields): a field the gateway learns
+    # must be documented, or clients validating against the document could not send it.
+    gateway_fields = set(getattr(gateway_requests, model).model_json_schema()["properties"])
+    assert gateway_fields <= documented()
 
 
 @pytest.mark.parametrize("name", sorted(CHAT_REQUEST_EXAMPLES))
