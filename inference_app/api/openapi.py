@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 
 from inference_app.api.views import error_response
 from inference_app.gateway import errors
+from inference_app.gateway.pipeline import DEFAULT_MAX_TOKENS
 
 _JSON = "application/json"
 _SSE = "text/event-stream"
@@ -243,7 +244,7 @@ def _chat_request_schema() -> dict:
                     "description": "The most tokens the answer may have. The worst case "
                     "(prompt + this many tokens at the model's prices) is held from your "
                     "credits while the request runs; you are charged for what is generated. "
-                    "Default: what fits the context window, at most 4096.",
+                    f"Default: what fits the context window, at most {DEFAULT_MAX_TOKENS}.",
                 },
                 "max_tokens": {
                     **_nullable({"type": "integer", "minimum": 1, "maximum": _MAX_INT}),
