@@ -676,6 +676,38 @@ def _run_documented_examples(run: FuzzRun, client: httpx.Client) -> None:
             )
 
 
+def _check_aftermath(run: FuzzRun, stack: Stack, auth: dict[str, str]) -> None:
+    """What hundreds of bad requests must not leave behind: a credit hold that is never
+    released, or a model taken down for everyone (one tenant's bad input is its own 400)."""
+    deadline = time.monotonic() + 10
+    while stack.unsettled_requests() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if held := stack.unsettled_requests():
+        run.findings.append(
+            Finding(
+                "aftermath", "(all of the above)", 0, f"{held} credit holds never released", "", ""
+            )
+        )
+    for model in DEPLOYED_MODELS:
+        response = httpx.post(
+            f"{stack.url}/v1/chat/completions",
+            json={**_valid_body(), "model": model},
+            headers=auth,
+            timeout=30,
+        )
+        if response.status_code != 200:
+            run.findings.append(
+                Finding(
+                    "aftermath",
+                    f"a plain request to {model} after the run",
+                    response.status_code,
+                    "the model no longer answers",
+                    response.text,
+                    "",
+                )
+            )
+
+
 def test_fuzz_v1(fuzz_stack, terminal_summary, record_property):
     key = fuzz_stack.api_keys["fuzzer"]
     auth = {"Authorization": f"Bearer {key}", "OpenAI-Project": PROJECT}
@@ -688,6 +720,7 @@ def test_fuzz_v1(fuzz_stack, terminal_summary, record_property):
             _run_fixed_hostile(run, client, fuzz_stack.api_keys)
             _run_hostile_json(run, client)
         _run_schemathesis(run, fuzz_stack, auth)
+        _check_aftermath(run, fuzz_stack, auth)
     finally:
         _report(run, terminal_summary, record_property)
     elapsed = time.monotonic() - started
