@@ -21,28 +21,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.core.failures import FailureGroup
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from inference_app.api.openapi import CHAT_REQUEST_EXAMPLES
+from tests.support.fuzzing import (
+    Finding,
+    FuzzRun,
+    answer_problem,
+    fail_on_findings,
+    fuzz_operation,
+    hypothesis_settings,
+    report,
+    send,
+)
 from tests.support.stack import Stack, sqlite_database_url
 from tests.support.world import FAST_MODEL, VISION_MODEL
 
@@ -113,172 +112,6 @@ def _world(engine_url: str) -> dict:
     }
 
 
-# --- judging responses -----------------------------------------------------------------------
-@dataclass
-class Finding:
-    source: str
-    request: str
-    status: int
-    problem: str
-    body: str
-    server_log: str
-
-    def render(self) -> str:
-        log = self.server_log.strip() or "(nothing logged)"
-        return (
-            f"[{self.source}] {self.problem}: HTTP {self.status}\n"
-            f"  request: {self.request}\n  response: {self.body[:500]}\n"
-            f"  server log:\n" + "\n".join("    " + line for line in log.splitlines()[-40:])
-        )
-
-
-@dataclass
-class FuzzRun:
-    """Counts every case, judges every response, and keeps what went wrong."""
-
-    log_path: Path
-    cases: Counter = field(default_factory=Counter)
-    unsent: Counter = field(default_factory=Counter)  # refused by the client library itself
-    statuses: Counter = field(default_factory=Counter)
-    findings: list[Finding] = field(default_factory=list)
-    _log_offset: int = 0
-
-    def __post_init__(self) -> None:
-        self._log_offset = self._log_size()
-
-    def _log_size(self) -> int:
-        return os.path.getsize(self.log_path) if self.log_path.exists() else 0
-
-    def _new_log(self) -> str:
-        # A 500's traceback is logged before the response is sent; give the file a moment.
-        time.sleep(0.05)
-        with open(self.log_path, "rb") as log:
-            log.seek(self._log_offset)
-            text = log.read().decode("utf-8", "replace")
-        self._log_offset = self._log_size()
-        return text
-
-    @property
-    def total(self) -> int:
-        return sum(self.cases.values())
-
-    @property
-    def server_errors(self) -> int:
-        """5xx answers, and streams that broke off with a server error event."""
-        return sum(1 for f in self.findings if f.status >= 500 or f.problem.startswith("stream"))
-
-    def judge(self, source: str, request: str, status: int, content_type: str, body: bytes) -> None:
-        self.cases[source] += 1
-        self.statuses[status] += 1
-        problem = _problem(status, content_type, body)
-        if problem is None:
-            self._log_offset = self._log_size()
-            return
-        self.findings.append(
-            Finding(
-                source=source,
-                request=request,
-                status=status,
-                problem=problem,
-                body=body.decode("utf-8", "replace"),
-                server_log=self._new_log(),
-            )
-        )
-
-    def summary(self) -> str:
-        by_source = ", ".join(f"{source} {n}" for source, n in sorted(self.cases.items()))
-        statuses = " ".join(f"{status}x{n}" for status, n in sorted(self.statuses.items()))
-        other = len(self.findings) - self.server_errors
-        unsent = f"; {sum(self.unsent.values())} not sendable" if self.unsent else ""
-        return (
-            f"fuzz: {self.total} cases, {self.server_errors} 5xx, {other} other findings "
-            f"({by_source}; statuses {statuses}{unsent})"
-        )
-
-
-def _problem(status: int, content_type: str, body: bytes) -> str | None:
-    """What is wrong with a response, or None."""
-    if status == 0:
-        return "connection closed without a response"
-    if status >= 500:
-        return "server error"
-    if 200 <= status < 300:
-        if content_type.startswith("text/event-stream"):
-            return _stream_problem(body)
-        return None
-    if not content_type.startswith("application/json"):
-        return f"error not in JSON ({content_type or 'no content type'})"
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return "error body is not JSON"
-    if not _is_openai_error(payload):
-        return "error body not in OpenAI's shape"
-    return None
-
-
-def _stream_problem(body: bytes) -> str | None:
-    """A stream that broke off with a server error is a 5xx sent as an event."""
-    for line in body.split(b"\n"):
-        if line.startswith(b"data: {") and b'"error"' in line:
-            payload = json.loads(line[len(b"data: ") :])
-            if "error" in payload:
-                if not _is_openai_error(payload):
-                    return "stream error event not in OpenAI's shape"
-                return f"stream ended with an error event ({payload['error'].get('code')})"
-    return None
-
-
-def _is_openai_error(payload: object) -> bool:
-    if not isinstance(payload, dict) or list(payload) != ["error"]:
-        return False
-    error = payload["error"]
-    return (
-        isinstance(error, dict)
-        and set(error) == {"message", "type", "param", "code"}
-        and isinstance(error["message"], str)
-        and bool(error["message"])
-        and isinstance(error["type"], str)
-        and isinstance(error["param"], str | None)
-        and isinstance(error["code"], str | None)
-    )
-
-
-# --- reporting -------------------------------------------------------------------------------
-class _TerminalSummary:
-    """Adds the fuzz run's summary line to pytest's closing summary (capture-proof)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.lines:
-            terminalreporter.write_sep("-", "fuzzing /v1/")
-            for line in self.lines:
-                terminalreporter.write_line(line)
-
-
-@pytest.fixture(scope="module")
-def terminal_summary(request):
-    plugin = _TerminalSummary()
-    request.config.pluginmanager.register(plugin, f"fuzz-summary-{id(plugin)}")
-    return plugin
-
-
-FINDINGS_FILE = Path(__file__).resolve().parents[2] / "test-artifacts" / "fuzz-findings.txt"
-
-
-def _report(run: FuzzRun, terminal_summary: _TerminalSummary, record_property) -> None:
-    line = run.summary()
-    terminal_summary.lines.append(line)
-    record_property("fuzz_cases", run.total)
-    record_property("fuzz_5xx", run.server_errors)
-    FINDINGS_FILE.parent.mkdir(exist_ok=True)
-    FINDINGS_FILE.write_text(
-        line + "\n\n" + "\n\n".join(f.render() for f in run.findings) + "\n", encoding="utf-8"
-    )
-
-
 # --- the cases -------------------------------------------------------------------------------
 def _fuzz_document(stack: Stack) -> dict:
     """The served document, with the model ids narrowed to deployed ones, so that valid cases
@@ -294,18 +127,6 @@ def _fuzz_document(stack: Stack) -> dict:
     return document
 
 
-def _hypothesis_settings(max_examples: int) -> settings:
-    return settings(
-        max_examples=max_examples,
-        derandomize=True,  # the same cases every run: a finding is reproducible
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],  # no shrinking: findings are collected, not raised
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-    )
-
-
 def _run_schemathesis(run: FuzzRun, stack: Stack, auth: dict[str, str]) -> None:
     schema = schemathesis.openapi.from_dict(_fuzz_document(stack))
     session = requests.Session()
@@ -314,51 +135,7 @@ def _run_schemathesis(run: FuzzRun, stack: Stack, auth: dict[str, str]) -> None:
         operation = result.ok()
         examples = CHAT_EXAMPLES if operation.method.upper() == "POST" else GET_EXAMPLES
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            _fuzz_operation(run, operation, mode, examples, session, base_url, auth)
-
-
-def _fuzz_operation(run, operation, mode, examples, session, base_url, auth) -> None:
-    source = f"schemathesis {mode.value}"
-
-    @_hypothesis_settings(examples)
-    @given(case=operation.as_strategy(generation_mode=mode))
-    def send(case):
-        try:
-            response = case.call(base_url=base_url, session=session, headers=auth, timeout=30)
-        except requests.RequestException:  # e.g. a header `requests` refuses to send
-            run.unsent[source] += 1
-            return
-        request = case.as_curl_command(headers=auth, base_url=base_url)
-        run.judge(
-            source,
-            request,
-            response.status_code,
-            (response.headers.get("content-type") or [""])[0],  # schemathesis: header lists
-            response.content,
-        )
-        try:
-            # The answer is what the document promises: a documented status, content type
-            # and body. A mismatch is the document's bug (or the server's).
-            case.validate_response(response, checks=_CONFORMANCE, headers=auth)
-        except (AssertionError, FailureGroup) as exc:
-            run.findings.append(
-                Finding(
-                    source=source,
-                    request=request,
-                    status=response.status_code,
-                    problem=f"does not match the document: {str(exc).strip()[:600]}",
-                    body=response.text,
-                    server_log="",
-                )
-            )
-
-    try:
-        send()
-    except Unsatisfiable:
-        pass  # negative mode on an operation without parameters: nothing to break
-
-
-_CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+            fuzz_operation(run, operation, mode, examples, session, base_url, auth)
 
 
 def _valid_body() -> dict:
@@ -433,69 +210,20 @@ def _place(body: dict, path: tuple, value: object) -> dict:
 
 
 def _run_hostile_json(run: FuzzRun, client: httpx.Client) -> None:
-    @_hypothesis_settings(HOSTILE_JSON_EXAMPLES)
+    @hypothesis_settings(HOSTILE_JSON_EXAMPLES)
     @given(
         path=st.sampled_from(_PLACES),
         value=_hostile_values,
         stream=st.booleans(),
     )
-    def send(path, value, stream):
+    def one_case(path, value, stream):
         body = _place(_valid_body(), path, value)
         if stream and path != ("stream",):
             body["stream"] = True
         raw = json.dumps(body).encode()  # ensure_ascii: lone surrogates travel as \ud800
-        _send(run, client, "hostile json", "POST", "/v1/chat/completions", content=raw)
+        send(run, client, "hostile json", "POST", "/v1/chat/completions", content=raw)
 
-    send()
-
-
-def _send(
-    run: FuzzRun,
-    client: httpx.Client,
-    source: str,
-    method: str,
-    path: str,
-    *,
-    content=None,
-    headers: dict | None = None,
-    describe: str | None = None,
-) -> None:
-    """One request as given: `headers` replace the client's (None removes one), `content` is
-    sent as bytes (or chunked, from an iterator)."""
-    if describe is None:
-        shown = content[:300] if isinstance(content, bytes) else content
-        more = (
-            f"... ({len(content)} bytes)"
-            if isinstance(content, bytes) and len(content) > 300
-            else ""
-        )
-        describe = f"{method} {path} body={shown!r}{more}"
-    if headers:
-        shown_headers = {
-            k: (v if k.lower() != "authorization" else "<...>") for k, v in headers.items()
-        }
-        describe += f" headers={shown_headers}"
-    request = client.build_request(method, path, content=content)
-    for name, value in (headers or {}).items():
-        if value is None:
-            request.headers.pop(name, None)
-        else:
-            request.headers[name] = value  # outside ASCII: sent as UTF-8 bytes
-    try:
-        response = client.send(request)
-    except httpx.LocalProtocolError:
-        run.unsent[source] += 1
-        return
-    except httpx.HTTPError as exc:
-        run.judge(source, describe, 0, "", f"no response: {exc!r}".encode())
-        return
-    run.judge(
-        source,
-        describe,
-        response.status_code,
-        response.headers.get("content-type", ""),
-        response.content,
-    )
+    one_case()
 
 
 def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str]) -> None:
@@ -504,7 +232,7 @@ def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str])
     bearer = f"Bearer {key}"
 
     def post(body: bytes, **headers) -> None:
-        _send(run, client, "hostile fixed", "POST", chat, content=body, headers=headers)
+        send(run, client, "hostile fixed", "POST", chat, content=body, headers=headers)
 
     def post_json(body: object, **headers) -> None:
         post(json.dumps(body).encode(), **headers)
@@ -592,7 +320,7 @@ def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str])
     # Oversized: declared, then chunked (no Content-Length).
     post(b'{"x":"' + b"a" * (MAX_REQUEST_BYTES + 10) + b'"}')
     post(b'{"x":"' + b"a" * (MAX_REQUEST_BYTES * 3) + b'"}')
-    _send(run, client, "hostile fixed", "POST", chat,
+    send(run, client, "hostile fixed", "POST", chat,
           content=iter([b'{"x":"', b"a" * (MAX_REQUEST_BYTES + 10), b'"}']),  # type: ignore[arg-type]
           describe=f"POST {chat} chunked body of {MAX_REQUEST_BYTES + 18} bytes")  # fmt: skip
     # Bad keys, projects, countries: on every endpoint.
@@ -627,15 +355,15 @@ def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str])
             {"Content-Type": "text/plain"},
             {"Content-Type": "multipart/form-data; boundary=x"},
         ]:
-            _send(run, client, "hostile fixed", method, path, content=body, headers=headers)
-    _send(run, client, "hostile fixed", "POST", chat, content=json.dumps(valid).encode(),
+            send(run, client, "hostile fixed", method, path, content=body, headers=headers)
+    send(run, client, "hostile fixed", "POST", chat, content=json.dumps(valid).encode(),
           headers={"Authorization": "Bearer " + "\u00e9"})  # fmt: skip
     # Wrong methods, strange paths.
     for method in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"]:
-        _send(run, client, "hostile fixed", method, chat)
+        send(run, client, "hostile fixed", method, chat)
     for method in ["POST", "PUT", "DELETE"]:
         for path in ["/v1/models", "/v1/billing/balance", f"/v1/models/{FAST_MODEL}"]:
-            _send(run, client, "hostile fixed", method, path, content=b"{}")
+            send(run, client, "hostile fixed", method, path, content=b"{}")
     for path in [
         "/v1/models/%00",
         "/v1/models/%ff",
@@ -649,7 +377,7 @@ def _run_fixed_hostile(run: FuzzRun, client: httpx.Client, keys: dict[str, str])
         "/v1/chat/completions%00",
         "/v1/\u00e9",
     ]:
-        _send(run, client, "hostile fixed", "GET", path)
+        send(run, client, "hostile fixed", "GET", path)
 
 
 def _run_documented_examples(run: FuzzRun, client: httpx.Client) -> None:
@@ -708,7 +436,7 @@ def _check_aftermath(run: FuzzRun, stack: Stack, auth: dict[str, str]) -> None:
             )
 
 
-def test_fuzz_v1(fuzz_stack, terminal_summary, record_property):
+def test_fuzz_v1(fuzz_stack, request, record_property):
     key = fuzz_stack.api_keys["fuzzer"]
     auth = {"Authorization": f"Bearer {key}", "OpenAI-Project": PROJECT}
     _, port = fuzz_stack.servers[0]
@@ -722,14 +450,8 @@ def test_fuzz_v1(fuzz_stack, terminal_summary, record_property):
         _run_schemathesis(run, fuzz_stack, auth)
         _check_aftermath(run, fuzz_stack, auth)
     finally:
-        _report(run, terminal_summary, record_property)
-    elapsed = time.monotonic() - started
-    if run.findings:
-        pytest.fail(
-            f"{run.summary()} in {elapsed:.0f} s; findings (all in {FINDINGS_FILE}):\n\n"
-            + "\n\n".join(f.render() for f in run.findings[:20]),
-            pytrace=False,
-        )
+        report(run, request.config, record_property, name="api")
+    fail_on_findings(run, name="api", elapsed=time.monotonic() - started)
 
 
 # --- the judge itself ------------------------------------------------------------------------
@@ -778,4 +500,4 @@ _ERROR = b'{"error":{"message":"Bad","type":"invalid_request_error","param":null
     ],
 )
 def test_the_judge_flags_what_it_must(status, content_type, body, expected):
-    assert _problem(status, content_type, body) == expected
+    assert answer_problem(status, content_type, body) == expected
