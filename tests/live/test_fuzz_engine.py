@@ -139,6 +139,7 @@ def _hard_for_the_engine() -> list[tuple[str, dict]]:
         cases.append((f"response_format {name}", json_schema(schema)))
         cases.append((f"tool parameters {name}", tool(schema, tool_choice="required")))
     cases += [
+        ("a tool without its function", ask(tools=[{"type": "function"}])),
         ("json_object", ask(response_format={"type": "json_object"})),
         ("128 tools", ask(tools=[{"type": "function", "function": {"name": f"f{i}"}} for i in range(128)])),
         ("named tool choice", tool({"type": "object"}, tool_choice={"type": "function", "function": {"name": "f"}})),
