@@ -221,7 +221,7 @@ def fail_on_findings(run: FuzzRun, *, name: str, elapsed: float) -> None:
 def hypothesis_settings(max_examples: int) -> settings:
     return settings(
         max_examples=max_examples,
-        derandomize=True,  # the same cases every run: a finding is reproducible
+        derandomize=True,  # the same cases each run of the same tests: findings reproduce
         deadline=None,
         database=None,
         phases=[Phase.generate],  # no shrinking: findings are collected, not raised
