@@ -34,6 +34,11 @@ def _error_event(message: str, code: str | None, status: int | None = None) -> d
     return {"type": "error", "message": message, "code": code, "status": status}
 
 
+def error_event(exc: GatewayError) -> dict:
+    """The pane's "error" event for a gateway error: the API's status, message and code."""
+    return {**_error_event(exc.message, exc.code, exc.status), "param": exc.param}
+
+
 _SERVER_ERROR = _error_event(
     "The server had an error while processing your request", "server_error", 500
 )
@@ -49,11 +54,12 @@ async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) ->
     """
     metrics = RunMetrics(input_price_micros=0, output_price_micros=0)
     try:
-        metrics.input_price_micros, metrics.output_price_micros = await _prices(body["model"])
         caller = await resolve_session_caller(user, project_path, source=SOURCE)
+        # The gateway validates the body before anything reads it: a model id that is no
+        # text (a lone surrogate) is its 400, not a database error here.
         call = await start_chat_completion(caller, body)
     except GatewayError as exc:
-        await emit(_error_event(exc.message, exc.code, exc.status))
+        await emit(error_event(exc))
         return
     except asyncio.CancelledError:
         # Stopped before the engine answered (the gateway undoes its admission itself).
@@ -64,6 +70,7 @@ async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) ->
         await emit(_SERVER_ERROR)
         return
     try:
+        metrics.input_price_micros, metrics.output_price_micros = await _prices(call.model)
         await _stream(call, metrics, emit)
     except asyncio.CancelledError:
         await asyncio.shield(call.aclose())
