@@ -23,9 +23,10 @@ BEAT_SCHEDULE = {
         "task": "billing.tasks.expire_due_credits",
         "schedule": crontab(minute="*/5"),
     },
-    # Holds left by a process that died mid-request (see billing.quota.STALE_RESERVATION_AGE).
-    "billing-release-stale-reservations": {
-        "task": "billing.tasks.release_stale_reservations",
-        "schedule": crontab(minute="*/10"),
+    # Requests of a process that died mid-request, settled as `lost` (see billing.lost): a
+    # dead process is noticed after LOST_AFTER_SECONDS, its requests settled by the next run.
+    "billing-settle-lost-requests": {
+        "task": "billing.tasks.settle_lost_requests",
+        "schedule": 30.0,
     },
 }

@@ -84,6 +84,9 @@ class UsageRecord(models.Model):
         OK = "ok", "OK"
         ERROR = "error", "Error"
         CANCELLED = "cancelled", "Cancelled"
+        # The process running the request died before settling it: charged for the prompt
+        # (what is known from its reservation), by the sweep in billing.lost.
+        LOST = "lost", "Lost"
 
     request_id = models.CharField(max_length=64, unique=True)
     organization = models.ForeignKey(
@@ -124,7 +127,13 @@ class UsageRecord(models.Model):
 
 
 class Reservation(models.Model):
-    """Worst-case cost held for a request in flight; settlement replaces it with the real charge."""
+    """Worst-case cost held for a request in flight; settlement replaces it with the real charge.
+
+    Written before the request reaches an engine, the row is also the request's write-ahead
+    record: who asked, for which model, how long the prompt is, and which process (`holder`)
+    runs it. If that process dies before settling, the sweep (billing.lost) settles the request
+    from this row, as `lost`, instead of letting the hold go silently.
+    """
 
     request_id = models.CharField(max_length=64, unique=True)
     organization = models.ForeignKey(
@@ -132,6 +141,32 @@ class Reservation(models.Model):
     )
     amount_micros = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    holder = models.CharField(max_length=64, blank=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_key_prefix = models.CharField(max_length=32, blank=True)
+    team = models.CharField(max_length=100, blank=True)
+    project = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=12, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    input_price_micros = models.BigIntegerField(default=0)
+    output_price_micros = models.BigIntegerField(default=0)
+
+
+class ReservationHolder(models.Model):
+    """A process that holds reservations, alive while its heartbeat is recent.
+
+    A reservation whose holder has not been seen for billing.lost.LOST_AFTER belongs to a dead
+    process (killed, crashed, its machine gone): nothing else will ever settle it.
+    """
+
+    token = models.CharField(max_length=64, unique=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
 
 
 class PlanChange(models.Model):

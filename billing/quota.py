@@ -6,7 +6,9 @@ lock (see billing.ledger), so parallel reservations from any number of processes
 that row and each one sees the holds of those before it.
 """
 
-from datetime import datetime, timedelta
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -56,70 +58,163 @@ def _spendable_micros(*, organization: Organization, now: datetime, credits_micr
     return (credits_micros or 0) - organization.reserved_micros + cap_left
 
 
+@dataclasses.dataclass(frozen=True)
+class HoldRequest:
+    """A request's worst case to hold, with what a `lost` settlement would need (the
+    reservation is the request's write-ahead record: see Reservation)."""
+
+    request_id: str
+    organization_id: int
+    amount_micros: int
+    holder: str = ""
+    user_id: int | None = None
+    api_key_prefix: str = ""
+    team: str = ""
+    project: str = ""
+    model: str = ""
+    source: str = ""
+    prompt_tokens: int = 0
+    input_price_micros: int = 0
+    output_price_micros: int = 0
+
+
 def _reserve_checks(
-    *, organization_id: int, request_id: str, now: datetime, with_credits: bool
+    *, organization_id: int, request_ids: list[str], now: datetime, with_credits: bool
 ) -> dict:
-    """due (a grant to expire), held, settled and, if asked, credits (the live grants' sum)."""
+    """due (a grant to expire), held and settled (request ids), and, if asked, credits (the
+    live grants' sum), in one statement."""
     moment = db_moment(now)
+    marks = ", ".join(["%s"] * len(request_ids))
     credits_sql = CREDITS_REMAINING_SQL if with_credits else "NULL"
     credits_params = [organization_id, moment] if with_credits else []
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {GRANT_DUE_EXISTS_SQL},"
-            f" EXISTS (SELECT 1 FROM {Reservation._meta.db_table} WHERE request_id = %s),"
-            f" EXISTS (SELECT 1 FROM {UsageRecord._meta.db_table} WHERE request_id = %s),"
-            f" {credits_sql}",
-            [organization_id, moment, request_id, request_id, *credits_params],
+            f"SELECT 1, request_id, NULL FROM {Reservation._meta.db_table}"
+            f" WHERE request_id IN ({marks})"
+            " UNION ALL"
+            f" SELECT 2, request_id, NULL FROM {UsageRecord._meta.db_table}"
+            f" WHERE request_id IN ({marks})"
+            " UNION ALL"
+            f" SELECT 3, NULL, NULL WHERE {GRANT_DUE_EXISTS_SQL}"
+            " UNION ALL"
+            f" SELECT 4, NULL, {credits_sql}",
+            [*request_ids, *request_ids, organization_id, moment, *credits_params],
         )
-        due, held, settled, credits = cursor.fetchone()
+        rows = cursor.fetchall()
+    credits = next((value for kind, _, value in rows if kind == 4), None)
     return {
-        "due": bool(due),
-        "held": bool(held),
-        "settled": bool(settled),
+        "held": {request_id for kind, request_id, _ in rows if kind == 1},
+        "settled": {request_id for kind, request_id, _ in rows if kind == 2},
+        "due": any(kind == 3 for kind, _, _ in rows),
         "credits": None if credits is None else int(credits),  # PostgreSQL sums to numeric
     }
 
 
-def reserve_credits(*, organization_id: int, request_id: str, amount_micros: int) -> None:
+def reserve_credits(
+    *, organization_id: int, request_id: str, amount_micros: int, **write_ahead
+) -> None:
     """Hold `amount_micros` for `request_id`, or raise QuotaExceeded and hold nothing.
 
-    Reserving the same request id twice holds once.
+    Reserving the same request id twice holds once. `write_ahead` are the other HoldRequest
+    fields (who, which model, the prompt), kept on the reservation.
     """
-    if amount_micros < 0:
-        raise ValueError("a reservation cannot be negative")
-    now = timezone.now()
-    with transaction.atomic():
-        org = organization_lock(organization_id=organization_id)
-        # Everything the decision needs, in one statement. It runs after the lock (not as part
-        # of the locking SELECT), so on PostgreSQL it sees whatever the transactions we waited
-        # for committed: a replay settled meanwhile, an expiry done meanwhile.
-        state = _reserve_checks(
-            organization_id=org.pk,
-            request_id=request_id,
-            now=now,
-            with_credits=org.plan.allows_overage,
-        )
-        # Grants past their date stop counting now, not when the periodic task gets to them.
-        # The credits read above already leave them out (they count unexpired grants only).
-        if state["due"]:
-            credits_expire_due_locked(organization=org, now=now)
-        # A request already held, or already settled (a replay), holds nothing more.
-        if state["held"] or state["settled"]:
-            return
-        spendable = _spendable_micros(
-            organization=org, now=now, credits_micros=state.get("credits")
-        )
-        refused = amount_micros > spendable
-        if not refused:
-            Reservation.objects.create(
-                request_id=request_id, organization=org, amount_micros=amount_micros
-            )
-            Organization.objects.filter(pk=org.pk).update(
-                reserved_micros=F("reserved_micros") + amount_micros
-            )
-    # Raised after the commit, so the expiries above stay written while nothing is held.
-    if refused:
+    request = HoldRequest(
+        request_id=request_id,
+        organization_id=organization_id,
+        amount_micros=amount_micros,
+        **write_ahead,
+    )
+    if not reserve_credits_batch([request])[0]:
         raise QuotaExceeded(organization_id)
+
+
+def reserve_credits_batch(requests: Sequence[HoldRequest]) -> list[bool]:
+    """reserve_credits for many requests in one transaction: True where held, False where
+    refused, in the order given.
+
+    Each request is decided exactly as if reserved alone, one after the other in order (a
+    refused one holds nothing and the next one may still fit). Per organization: one lock, one
+    statement for the checks, one INSERT of the holds and one UPDATE, however many requests.
+    """
+    if any(request.amount_micros < 0 for request in requests):
+        raise ValueError("a reservation cannot be negative")
+    by_organization: dict[int, list[HoldRequest]] = {}
+    for request in requests:
+        by_organization.setdefault(request.organization_id, []).append(request)
+    now = timezone.now()
+    decided: dict[int, bool] = {}  # id(request) -> held
+    with transaction.atomic():
+        # Locks taken in id order, so two batches never wait on each other in a cycle.
+        for organization_id in sorted(by_organization):
+            decided.update(
+                _reserve_organization(
+                    organization_id=organization_id,
+                    requests=by_organization[organization_id],
+                    now=now,
+                )
+            )
+    # Quota refusals are decided after the commit, so the expiries above stay written.
+    return [decided[id(request)] for request in requests]
+
+
+def _reserve_organization(
+    *, organization_id: int, requests: list[HoldRequest], now: datetime
+) -> dict[int, bool]:
+    org = organization_lock(organization_id=organization_id)
+    # Everything the decision needs, in one statement. It runs after the lock (not as part of
+    # the locking SELECT), so on PostgreSQL it sees whatever the transactions we waited for
+    # committed: a replay settled meanwhile, an expiry done meanwhile.
+    state = _reserve_checks(
+        organization_id=org.pk,
+        request_ids=list(dict.fromkeys(request.request_id for request in requests)),
+        now=now,
+        with_credits=org.plan.allows_overage,
+    )
+    # Grants past their date stop counting now, not when the periodic task gets to them.
+    # The credits read above already leave them out (they count unexpired grants only).
+    if state["due"]:
+        credits_expire_due_locked(organization=org, now=now)
+    spendable = _spendable_micros(organization=org, now=now, credits_micros=state["credits"])
+    decided: dict[int, bool] = {}
+    held: dict[str, Reservation] = {}
+    for request in requests:
+        # A request already held, or already settled (a replay), holds nothing more.
+        if request.request_id in state["held"] or request.request_id in state["settled"]:
+            decided[id(request)] = True
+            continue
+        if request.request_id in held:
+            decided[id(request)] = True
+            continue
+        if request.amount_micros > spendable:
+            decided[id(request)] = False
+            continue
+        spendable -= request.amount_micros
+        held[request.request_id] = _reservation_of(request, organization=org)
+        decided[id(request)] = True
+    if held:
+        Reservation.objects.bulk_create(held.values())
+        Organization.objects.filter(pk=org.pk).update(
+            reserved_micros=F("reserved_micros") + sum(r.amount_micros for r in held.values())
+        )
+    return decided
+
+
+def _reservation_of(request: HoldRequest, *, organization: Organization) -> Reservation:
+    return Reservation(
+        request_id=request.request_id,
+        organization=organization,
+        amount_micros=request.amount_micros,
+        holder=request.holder,
+        user_id=request.user_id,
+        api_key_prefix=request.api_key_prefix,
+        team=request.team,
+        project=request.project,
+        model=request.model,
+        source=request.source,
+        prompt_tokens=request.prompt_tokens,
+        input_price_micros=request.input_price_micros,
+        output_price_micros=request.output_price_micros,
+    )
 
 
 def release_reservation(*, request_id: str) -> None:
@@ -169,19 +264,3 @@ def _release_locked(request_id: str) -> int:
     )
     reservation.delete()
     return reservation.amount_micros
-
-
-# Longer than any request may run (the engine read timeout is minutes): a hold this old belongs
-# to a process that died before settling, and would otherwise block the credits for good.
-STALE_RESERVATION_AGE = timedelta(hours=1)
-
-
-def reservations_release_stale(*, now: datetime | None = None) -> int:
-    """Release holds older than STALE_RESERVATION_AGE; returns how many. Safe to run any time."""
-    cutoff = (now or timezone.now()) - STALE_RESERVATION_AGE
-    stale = list(
-        Reservation.objects.filter(created_at__lt=cutoff).values_list("request_id", flat=True)
-    )
-    for request_id in stale:
-        release_reservation(request_id=request_id)
-    return len(stale)

@@ -9,7 +9,7 @@ from celery import shared_task
 
 from billing.credits import credits_expire_all_due, credits_expire_due
 from billing.invoices import invoice_issue, invoices_issue_for_month, previous_month
-from billing.quota import reservations_release_stale
+from billing.lost import reservations_settle_lost
 from billing.rollups import usage_rollup_day, usage_rollup_recent
 
 
@@ -45,5 +45,5 @@ def expire_due_credits() -> int:
 
 
 @shared_task
-def release_stale_reservations() -> int:
-    return reservations_release_stale()
+def settle_lost_requests() -> int:
+    return reservations_settle_lost()

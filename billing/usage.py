@@ -50,6 +50,10 @@ class UsageReport:
     output_price_micros: int
     created_at: datetime
     finished_at: datetime
+    # The hold the request was admitted with: its charge never passes it, whatever the engine
+    # reports (an engine may count more prompt tokens than the gateway's estimate; the hold is
+    # what the organization agreed to spend, and a Free balance or a Pro cap must hold).
+    max_cost_micros: int | None = None
 
 
 def usage_cost_micros(
@@ -141,18 +145,26 @@ def _settle_organization(
     return fresh
 
 
+_RECORD_FIELDS = [
+    field.name for field in dataclasses.fields(UsageReport) if field.name != "max_cost_micros"
+]
+
+
 def _fields_of(report: UsageReport) -> dict:
     # dataclasses.asdict deep-copies every value (its datetimes too): measurable per row.
-    return {field.name: getattr(report, field.name) for field in dataclasses.fields(report)}
+    return {name: getattr(report, name) for name in _RECORD_FIELDS}
 
 
 def _cost_micros_of(report: UsageReport) -> int:
-    return usage_cost_micros(
+    cost = usage_cost_micros(
         prompt_tokens=report.prompt_tokens,
         completion_tokens=report.completion_tokens,
         input_price_micros=report.input_price_micros,
         output_price_micros=report.output_price_micros,
     )
+    if report.max_cost_micros is not None:
+        cost = min(cost, report.max_cost_micros)
+    return cost
 
 
 def _settle_checks(*, organization_id: int, request_ids: list[str], now: datetime) -> dict:
@@ -191,6 +203,10 @@ def _charge_locked(
     """
     total = sum(record.cost_micros for record in records)
     uncovered = credits_consume_locked(organization=organization, amount_micros=total, now=now)
+    if not organization.plan.allows_overage:
+        # Without overage (Free, Academic) what no grant covers comes out of the balance (an
+        # operator's adjustment, say): it is never overage, so never invoiced.
+        uncovered = 0
     if uncovered:
         month = month_start(now)
         if organization.overage_month == month:

@@ -173,8 +173,13 @@ BLOCKED_COUNTRIES = [c.upper() for c in env_list("BLOCKED_COUNTRIES", "")]
 # Default concurrency limits when a plan or project sets none.
 DEFAULT_USER_CONCURRENCY = env_int("DEFAULT_USER_CONCURRENCY", 8)
 DEFAULT_PROJECT_CONCURRENCY = env_int("DEFAULT_PROJECT_CONCURRENCY", 16)
-# A slot's lease: a crashed process's slots expire after this many seconds.
-CONCURRENCY_LEASE_SECONDS = env_int("CONCURRENCY_LEASE_SECONDS", 600)
+# A slot's lease: a crashed process's slots expire after this many seconds. Running requests
+# renew theirs every third of it, so it bounds only how long a dead process's slots stay taken.
+CONCURRENCY_LEASE_SECONDS = env_int("CONCURRENCY_LEASE_SECONDS", 30)
+# Each gateway process beats a heartbeat this often; a process silent for LOST_AFTER_SECONDS is
+# dead, and its requests are settled as `lost` by the next sweep (Celery beat, every 30 s).
+HOLDER_HEARTBEAT_SECONDS = env_float("HOLDER_HEARTBEAT_SECONDS", 10.0)
+LOST_AFTER_SECONDS = env_float("LOST_AFTER_SECONDS", 90.0)
 
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES

@@ -4,13 +4,18 @@ A request holds one user slot and one project slot from before the engine call u
 both are taken together or not at all. Two implementations, chosen by settings:
 - in-process slots (the single-machine default), and
 - Redis (when REDIS_URL is set), shared by every gateway process: a sorted set per user and per
-  project whose members are request ids scored by lease expiry. A crashed process's slots
-  expire with their lease; a long stream renews its lease while it runs.
+  project whose members are request ids scored by lease expiry.
+Slots are released at every exit of a request, and at the exit of the process for the requests
+still running then (the server may abandon them without cancelling them). Only a crash leaves
+slots behind: leases are short (CONCURRENCY_LEASE_SECONDS) and each process renews those of its
+running requests, streaming or not, every third of it, so a dead process's slots free soon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import logging
 import time
 import weakref
 from typing import Protocol
@@ -18,6 +23,9 @@ from typing import Protocol
 from django.conf import settings
 
 from inference_app.gateway import errors
+from inference_app.gateway.db_threads import under_sync_caller
+
+log = logging.getLogger(__name__)
 
 
 class Limiter(Protocol):
@@ -43,25 +51,101 @@ class Lease:
         self.project_id = project_id
         self.request_id = request_id
         self.released = False
-        self._renewed_at = time.monotonic()
 
     async def release(self) -> None:
         if self.released:
             return
         self.released = True
+        _forget(self)
         await self.limiter.release(
             user_id=self.user_id, project_id=self.project_id, request_id=self.request_id
         )
 
-    async def renew_if_due(self) -> None:
-        """Extend the lease a third of the way through it, so long streams keep their slots."""
-        now = time.monotonic()
-        if self.released or now - self._renewed_at < settings.CONCURRENCY_LEASE_SECONDS / 3:
+    def release_at_exit(self) -> None:
+        """release(), without an event loop (the process is exiting)."""
+        if self.released:
             return
-        self._renewed_at = now
-        await self.limiter.renew(
-            user_id=self.user_id, project_id=self.project_id, request_id=self.request_id
-        )
+        self.released = True
+        release_sync = getattr(self.limiter, "release_sync", None)
+        if release_sync is not None:
+            release_sync(
+                user_id=self.user_id, project_id=self.project_id, request_id=self.request_id
+            )
+
+
+# Leases of running requests, in every loop of this process (renewed by _LeaseKeeper, released
+# at exit).
+_live_leases: set[Lease] = set()
+
+
+class _LeaseKeeper:
+    """Renews the leases of one loop's running requests every third of the lease, while any
+    are running (a non-streaming request waiting minutes for its answer keeps its slots too)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.leases: set[Lease] = set()
+        self.task: asyncio.Task | None = None
+
+    def add(self, lease: Lease) -> None:
+        self.leases.add(lease)
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._renew())
+
+    def discard(self, lease: Lease) -> None:
+        self.leases.discard(lease)
+        if not self.leases and self.task is not None:
+            self.task.cancel()  # nothing to renew: no task left pending on an idle loop
+            self.task = None
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(settings.CONCURRENCY_LEASE_SECONDS / 3)
+            self.leases = {lease for lease in self.leases if not lease.released}
+            if not self.leases:
+                return
+            for lease in list(self.leases):
+                try:
+                    await lease.limiter.renew(
+                        user_id=lease.user_id,
+                        project_id=lease.project_id,
+                        request_id=lease.request_id,
+                    )
+                except Exception:
+                    log.warning("renewing the slots of %s failed", lease.request_id, exc_info=True)
+
+
+_keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LeaseKeeper] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _keep(lease: Lease) -> None:
+    _live_leases.add(lease)
+    if under_sync_caller():
+        return  # its loop ends with the call, and the request with it
+    loop = asyncio.get_running_loop()
+    keeper = _keepers.get(loop)
+    if keeper is None:
+        keeper = _keepers[loop] = _LeaseKeeper(loop)
+    keeper.add(lease)
+
+
+def _forget(lease: Lease) -> None:
+    _live_leases.discard(lease)
+    for keeper in list(_keepers.values()):
+        if lease in keeper.leases:
+            keeper.discard(lease)
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    for lease in list(_live_leases):
+        try:
+            lease.release_at_exit()
+        except Exception:
+            log.exception("could not release the slots of %s at exit", lease.request_id)
+    _live_leases.clear()
 
 
 class InProcessLimiter:
@@ -165,6 +249,7 @@ class RedisLimiter:
         self.lease_seconds = lease_seconds
         # redis.asyncio connections belong to one event loop.
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._sync_client = None  # for release_sync, made when first needed
 
     def _client(self):
         import redis.asyncio as redis
@@ -213,6 +298,20 @@ class RedisLimiter:
             pipe.zrem(user_key, request_id)
             pipe.zrem(project_key, request_id)
             await pipe.execute()
+
+    def release_sync(self, *, user_id, project_id, request_id) -> None:
+        """release() from sync code (at exit, when no event loop runs any more)."""
+        import redis
+
+        if self._sync_client is None:
+            self._sync_client = redis.Redis.from_url(
+                self.url, socket_timeout=2, socket_connect_timeout=2
+            )
+        user_key, project_key = self._keys(user_id, project_id)
+        with self._sync_client.pipeline(transaction=True) as pipe:
+            pipe.zrem(user_key, request_id)
+            pipe.zrem(project_key, request_id)
+            pipe.execute()
 
     async def renew(self, *, user_id, project_id, request_id) -> None:
         _, _, renew, _ = self._client()
@@ -275,7 +374,9 @@ async def acquire_slots(
         raise
     if not granted:
         raise errors.concurrency_limit_reached()
-    return Lease(limiter, user_id=user_id, project_id=project_id, request_id=request_id)
+    lease = Lease(limiter, user_id=user_id, project_id=project_id, request_id=request_id)
+    _keep(lease)
+    return lease
 
 
 def _release_if_granted(limiter, attempt, user_id, project_id, request_id) -> None:

@@ -1,276 +1,186 @@
-"""Holding each request's worst-case cost without a database transaction per request.
+"""Holding each request's worst-case cost before the engine call, in group commits.
 
-Lesson 1 of DESIGN.md: reserve before the engine call, settle after. Made per request, the
-reservation is a transaction on the request path: the largest single cost of a request in
-bench/profile.py (about 1.6 ms of CPU on SQLite; on PostgreSQL, a commit waiting for its fsync).
-So, like a telephone network's credit control with its granted units, the gateway reserves a
-slice of the organization's credits for SLICE_REQUESTS worst cases at a time (one ordinary
-reservation, billing.quota.reserve_credits, under the slice's own id) and hands out worst cases
-from it in memory.
+Reserve before the call, settle after: check-then-charge lets parallel requests overspend.
+Every request gets a reservation of its own (billing.quota.reserve_credits_batch), so a request
+is refused exactly when the organization cannot afford its worst case next to the holds of the
+requests still running, whichever process runs them. The reservation is also the request's
+write-ahead record: it names this process (HOLDER_TOKEN) and what a `lost` settlement needs, so
+if the process dies the sweep (billing.lost) settles the request instead of forgetting it.
 
-What stays true:
-- Every admitted request's worst case is covered by a hold in the database until its usage row
-  is committed: a slice is released only once every request it admitted has been settled
-  (settlement.py writes the rows; this module waits for them).
-- No more is refused than before: an organization that cannot afford a slice gets per-request
-  reservations, exactly as without slices, after the unused room of this process's closed
-  slices has been given back.
-- Slices are short-lived: one closes when it is used up (at most SLICE_REQUESTS requests),
-  idle for IDLE_SECONDS or older than MAX_AGE_SECONDS, and is released when its last request
-  is settled. So a balance lowered outside the gateway (an adjustment, an expiry) is seen by
-  new requests within MAX_AGE_SECONDS, as a revoked key is within GATEWAY_CACHE_SECONDS. `drain()` releases
-  the idle ones at once (tests, shutdown); at exit every slice left is released. A process
-  killed outright leaves its slices to the stale-hold sweep, like per-request holds.
+To keep a transaction per request off the CPU budget under load, the reservations that arrive
+while one is being written wait for it and go together in the next transaction: a group
+commit. Nobody waits for a timer: alone, a request is a transaction of its own; under load a
+few transactions carry many requests, each still decided as if reserved alone, in order.
 
-Code run by sync callers (the test Client, management commands) reserves per request: its event
-loop ends with the call, and nothing would release a slice.
+While this process holds reservations, it beats its holder's heartbeat every
+HOLDER_HEARTBEAT_SECONDS, so the sweep can tell a long request from a dead process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
+import os
+import socket
 import uuid
 import weakref
 
+from django.conf import settings
+
 from billing.errors import QuotaExceeded
-from billing.quota import release_reservation, reservation_shrink, reserve_credits
+from billing.lost import reservation_holder_beat, reservation_holder_forget
+from billing.quota import HoldRequest, release_reservation, reserve_credits_batch
 from inference_app.gateway.db_threads import run_db, run_db_background, under_sync_caller
 
 log = logging.getLogger(__name__)
 
-SLICE_REQUESTS = 32  # a slice holds this many worst cases of the request that opens it
-IDLE_SECONDS = 2.0
-# A slice was reserved against the balance of its time; a later change (an admin's adjustment,
-# an expiry) reaches new requests once the slice closes, so slices hand out for this long at most.
-MAX_AGE_SECONDS = 2.0
-
-
-@dataclasses.dataclass(eq=False)
-class _Slice:
-    id: str  # the request id of its Reservation row
-    organization_id: int
-    size: int
-    taken: int = 0  # worst cases handed out and not given back
-    in_flight: int = 0  # requests admitted from it whose usage is not yet written
-    open: bool = True  # still handing out worst cases
-    opened_at: float = 0.0
-    last_used: float = 0.0
-    idle_check: asyncio.TimerHandle | None = None
+# This process, as the holder of its reservations (unique across hosts and restarts).
+HOLDER_TOKEN = f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+# At most this many reservations in one transaction (the statement's parameters stay bounded).
+MAX_GROUP = 200
 
 
 class Hold:
-    """One admitted request's worst case: a share of a slice, or a reservation of its own."""
+    """One admitted request's worst case, held in the database until its usage row is written
+    (the settlement releases it in the same transaction)."""
 
-    def __init__(self, *, request_id: str, amount_micros: int, slice_: _Slice | None) -> None:
+    def __init__(self, *, request_id: str, amount_micros: int) -> None:
         self.request_id = request_id
         self.amount_micros = amount_micros
-        self._slice = slice_
-
-    @property
-    def from_slice(self) -> bool:
-        return self._slice is not None
 
     async def release_unused(self) -> None:
         """Nothing will be charged (refused, never answered): give the worst case back."""
-        if self._slice is None:
+        try:
             await run_db(release_reservation, request_id=self.request_id)
-            return
-        self._slice.taken -= self.amount_micros
-        _slices().request_done(self._slice)
+        finally:
+            _holding_done(self)
 
     def settled_by(self, written: asyncio.Future | None) -> None:
-        """The usage row is on its way: the slice may go once it is written (`written` done).
-
-        (A reservation of its own is released by the settlement itself.)"""
-        if self._slice is None:
-            return
-        slice_, slices = self._slice, _slices()
+        """The usage row is on its way (`written` is done once it is committed, and with it the
+        hold released): this process stops vouching for the hold then."""
         if written is None or written.done():
-            slices.request_done(slice_)
+            _holding_done(self)
         else:
-            written.add_done_callback(lambda _: slices.request_done(slice_))
+            written.add_done_callback(lambda _: _holding_done(self))
 
 
-async def hold(*, organization_id: int, request_id: str, amount_micros: int) -> Hold:
-    """Hold `amount_micros` for `request_id`, or raise QuotaExceeded and hold nothing."""
+async def hold(request: HoldRequest) -> Hold:
+    """Hold `request.amount_micros` for `request.request_id`, or raise QuotaExceeded."""
     if under_sync_caller():
-        return await _hold_of_its_own(organization_id, request_id, amount_micros)
-    return await _slices().hold(
-        organization_id=organization_id, request_id=request_id, amount_micros=amount_micros
-    )
+        # Sync code's loop ends with the call (the test Client, a management command).
+        held = (await run_db(reserve_credits_batch, [request]))[0]
+    else:
+        held = await _group().submit(request)
+    if not held:
+        raise QuotaExceeded(request.organization_id)
+    held_request = Hold(request_id=request.request_id, amount_micros=request.amount_micros)
+    _holding_started(held_request)
+    return held_request
 
 
-async def _hold_of_its_own(organization_id: int, request_id: str, amount_micros: int) -> Hold:
-    """A reservation for this request alone, as without slices (or QuotaExceeded)."""
-    await run_db(
-        reserve_credits,
-        organization_id=organization_id,
-        request_id=request_id,
-        amount_micros=amount_micros,
-    )
-    return Hold(request_id=request_id, amount_micros=amount_micros, slice_=None)
-
-
-async def drain() -> None:
-    """Release every slice that no request is using (tests, graceful shutdown)."""
-    await _slices().release_idle()
-
-
-def release_all_at_exit() -> None:
-    """Release what every event loop still holds (the loops are gone: synchronously)."""
-    for slices in list(_by_loop.values()):
-        for slice_ in list(slices.live):
-            try:
-                release_reservation(request_id=slice_.id)
-            except Exception:
-                log.exception("could not release credit slice %s at exit", slice_.id)
-        slices.live.clear()
-        slices.open.clear()
-
-
-class _Slices:
-    """The slices of one event loop."""
+class _GroupCommit:
+    """The reservations of one event loop waiting for the next transaction."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.open: dict[int, _Slice] = {}  # organization id -> the slice handing out
-        self.live: set[_Slice] = set()  # every slice whose hold is not yet released
-        self.locks: dict[int, asyncio.Lock] = {}
-        self.no_slice_until: dict[int, float] = {}  # organization id -> loop time
-        self.releases: set[asyncio.Task] = set()
+        self.waiting: list[tuple[HoldRequest, asyncio.Future]] = []
+        self.writer: asyncio.Task | None = None
 
-    def _take(self, organization_id: int, amount: int) -> _Slice | None:
-        slice_ = self.open.get(organization_id)
-        if slice_ is None:
-            return None
-        if self.loop.time() - slice_.opened_at > MAX_AGE_SECONDS:
-            self._close(slice_)  # held before a change of balance it has not seen
-            return None
-        if slice_.size - slice_.taken < amount:
-            return None
-        slice_.taken += amount
-        slice_.in_flight += 1
-        slice_.last_used = self.loop.time()
-        return slice_
+    async def submit(self, request: HoldRequest) -> bool:
+        decided = self.loop.create_future()
+        self.waiting.append((request, decided))
+        if self.writer is None or self.writer.done():
+            self.writer = self.loop.create_task(self._write())
+        return await decided
 
-    async def hold(self, *, organization_id: int, request_id: str, amount_micros: int) -> Hold:
-        slice_ = self._take(organization_id, amount_micros)
-        if slice_ is None and self.loop.time() >= self.no_slice_until.get(organization_id, 0):
-            lock = self.locks.setdefault(organization_id, asyncio.Lock())
-            async with lock:  # one slice opened at a time per organization
-                slice_ = self._take(organization_id, amount_micros)
-                if slice_ is None:
-                    slice_ = await self._open_slice(organization_id, amount_micros)
-                if slice_ is None:  # not affordable: don't ask again for every request
-                    self.no_slice_until[organization_id] = self.loop.time() + IDLE_SECONDS
-        if slice_ is None:  # near the limit: a reservation of its own, or QuotaExceeded
-            await self._give_back_unused(organization_id)
-            return await _hold_of_its_own(organization_id, request_id, amount_micros)
-        return Hold(request_id=request_id, amount_micros=amount_micros, slice_=slice_)
-
-    async def _open_slice(self, organization_id: int, amount: int) -> _Slice | None:
-        """A new slice with `amount` taken from it; None when the organization cannot afford
-        one."""
-        used_up = self.open.pop(organization_id, None)
-        if used_up is not None:
-            self._close(used_up)
-        slice_ = _Slice(
-            id=f"slice-{uuid.uuid4().hex}",
-            organization_id=organization_id,
-            size=amount * SLICE_REQUESTS,
-        )
-        try:
-            await run_db(
-                reserve_credits,
-                organization_id=organization_id,
-                request_id=slice_.id,
-                amount_micros=slice_.size,
-            )
-        except QuotaExceeded:
-            return None
-        self.live.add(slice_)
-        self.open[organization_id] = slice_
-        slice_.taken, slice_.in_flight = amount, 1
-        slice_.opened_at = slice_.last_used = self.loop.time()
-        return slice_
-
-    async def _give_back_unused(self, organization_id: int) -> None:
-        """Before a per-request reservation: the unused room of this organization's slices,
-        given back in the database before the reservation is tried."""
-        for slice_ in [s for s in self.live if s.organization_id == organization_id]:
-            self._close(slice_)  # released now if nothing is in flight
-            if slice_ in self.live and slice_.taken < slice_.size:
-                slice_.size = slice_.taken
-                await run_db(reservation_shrink, request_id=slice_.id, amount_micros=slice_.taken)
-        while self.releases:
-            await asyncio.gather(*list(self.releases), return_exceptions=True)
-
-    def _close(self, slice_: _Slice) -> None:
-        """No more takers; released once its last request is settled."""
-        slice_.open = False
-        if self.open.get(slice_.organization_id) is slice_:
-            del self.open[slice_.organization_id]
-        if slice_.in_flight == 0:
-            self._release(slice_)
-
-    def request_done(self, slice_: _Slice) -> None:
-        slice_.in_flight -= 1
-        if slice_.in_flight:
-            return
-        if not slice_.open:
-            self._release(slice_)
-        elif slice_.idle_check is None:
-            slice_.idle_check = self.loop.call_later(IDLE_SECONDS, self._check_idle, slice_)
-
-    def _check_idle(self, slice_: _Slice) -> None:
-        slice_.idle_check = None
-        if not slice_.open or slice_.in_flight:
-            return  # closed meanwhile, or busy: its next idle moment schedules a check
-        idle_for = self.loop.time() - slice_.last_used
-        if idle_for >= IDLE_SECONDS:
-            self._close(slice_)
-        else:
-            slice_.idle_check = self.loop.call_later(
-                IDLE_SECONDS - idle_for, self._check_idle, slice_
-            )
-
-    def _release(self, slice_: _Slice) -> None:
-        if slice_ not in self.live:
-            return
-        self.live.discard(slice_)
-        if slice_.idle_check is not None:
-            slice_.idle_check.cancel()
-            slice_.idle_check = None
-        task = self.loop.create_task(_release_hold(slice_.id))
-        self.releases.add(task)
-        task.add_done_callback(self.releases.discard)
-
-    async def release_idle(self) -> None:
-        for slice_ in list(self.live):
-            if slice_.in_flight == 0:
-                self._close(slice_)
-        while self.releases:
-            await asyncio.gather(*list(self.releases), return_exceptions=True)
+    async def _write(self) -> None:
+        while self.waiting:
+            taken, self.waiting = self.waiting[:MAX_GROUP], self.waiting[MAX_GROUP:]
+            try:
+                results = await run_db(reserve_credits_batch, [request for request, _ in taken])
+            except BaseException as exc:
+                for _, decided in taken:
+                    if not decided.done():
+                        decided.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, decided), held in zip(taken, results, strict=True):
+                if not decided.done():
+                    decided.set_result(held)
 
 
-async def _release_hold(slice_id: str) -> None:
-    try:
-        await run_db_background(release_reservation, request_id=slice_id)
-    except Exception:
-        # Left to the stale-hold sweep (billing.quota.reservations_release_stale).
-        log.exception("could not release credit slice %s", slice_id)
+class _Heartbeat:
+    """Beats this process's holder heartbeat while it holds reservations, and only then."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.holds: set[Hold] = set()
+        self.task: asyncio.Task | None = None
+
+    def started(self, hold_: Hold) -> None:
+        self.holds.add(hold_)
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._beat())
+
+    def done(self, hold_: Hold) -> None:
+        self.holds.discard(hold_)
+        if not self.holds and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await run_db_background(reservation_holder_beat, token=HOLDER_TOKEN)
+            except Exception:
+                log.warning("could not beat the holder heartbeat", exc_info=True)
+            await asyncio.sleep(settings.HOLDER_HEARTBEAT_SECONDS)
 
 
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slices] = (
+_groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = (
+    weakref.WeakKeyDictionary()
+)
+_heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Heartbeat] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _slices() -> _Slices:
+def _group() -> _GroupCommit:
     loop = asyncio.get_running_loop()
-    slices = _by_loop.get(loop)
-    if slices is None:
-        slices = _by_loop[loop] = _Slices(loop)
-    return slices
+    group = _groups.get(loop)
+    if group is None:
+        group = _groups[loop] = _GroupCommit(loop)
+    return group
+
+
+def _holding_started(hold_: Hold) -> None:
+    if under_sync_caller():
+        return  # its loop ends with the call: the request is settled before it does
+    loop = asyncio.get_running_loop()
+    heartbeat = _heartbeats.get(loop)
+    if heartbeat is None:
+        heartbeat = _heartbeats[loop] = _Heartbeat(loop)
+    heartbeat.started(hold_)
+
+
+def _holding_done(hold_: Hold) -> None:
+    for heartbeat in list(_heartbeats.values()):
+        if hold_ in heartbeat.holds:
+            heartbeat.done(hold_)
+
+
+def holds_in_flight() -> int:
+    """Holds this process vouches for now (tests, health)."""
+    return sum(len(heartbeat.holds) for heartbeat in _heartbeats.values())
+
+
+def forget_holder_at_exit() -> None:
+    """The process stops, having settled what it could: a hold still left (the database was
+    down) is the sweep's, without waiting for this holder's heartbeat to go stale."""
+    if not _heartbeats:
+        return  # never held anything (a management command, a test process)
+    try:
+        reservation_holder_forget(token=HOLDER_TOKEN)
+    except Exception:
+        log.exception("could not forget the holder %s at exit", HOLDER_TOKEN)

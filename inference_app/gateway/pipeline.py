@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import httpx
 
 from billing.errors import QuotaExceeded
-from billing.quota import release_reservation
+from billing.quota import HoldRequest, release_reservation
 from billing.usage import UsageReport, usage_cost_micros
 from inference_app.gateway import (
     credit_holds,
@@ -145,13 +145,7 @@ class ChatCall:
             raise
         # The hold may run in a thread that a cancellation cannot stop: shield it, and if the
         # caller goes away meanwhile, wait for it and undo it rather than leak the hold.
-        reserve = asyncio.ensure_future(
-            credit_holds.hold(
-                organization_id=self.caller.organization_id,
-                request_id=self.request_id,
-                amount_micros=self.worst_case_cost_micros(),
-            )
-        )
+        reserve = asyncio.ensure_future(credit_holds.hold(self._hold_request()))
         try:
             self._hold = await asyncio.shield(reserve)
         except QuotaExceeded:
@@ -171,6 +165,26 @@ class ChatCall:
             pass  # the reservation failed: nothing to undo
         finally:
             await self._lease.release()
+
+    def _hold_request(self) -> HoldRequest:
+        """The worst case to hold, and what a `lost` settlement would need if this process
+        died before settling (the reservation is the request's write-ahead record)."""
+        caller = self.caller
+        return HoldRequest(
+            request_id=self.request_id,
+            organization_id=caller.organization_id,
+            amount_micros=self.worst_case_cost_micros(),
+            holder=credit_holds.HOLDER_TOKEN,
+            user_id=caller.user_id,
+            api_key_prefix=caller.api_key_prefix,
+            team=caller.team,
+            project=caller.project,
+            model=self.model,
+            source=caller.source,
+            prompt_tokens=self._prompt_estimate,
+            input_price_micros=self._route.input_price_micros,
+            output_price_micros=self._route.output_price_micros,
+        )
 
     def worst_case_cost_micros(self) -> int:
         return usage_cost_micros(
@@ -310,8 +324,6 @@ class ChatCall:
                                 batch = []
                     if batch:
                         yield batch
-                    if self._lease is not None:
-                        await self._lease.renew_if_due()
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("engine %s failed mid-stream: %r", self.deployment, exc)
                 status, http_status, error_code = "error", 500, "server_error"
@@ -386,7 +398,10 @@ class ChatCall:
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             self.tokens_counted_by_gateway = False
         else:
-            prompt, completion = self._prompt_estimate, self._counter.tokens
+            # The estimate (chunks, or characters / 4) can pass what the engine may have
+            # generated; the engine was told max_tokens, so no more was produced.
+            prompt = self._prompt_estimate
+            completion = min(self._counter.tokens, self._max_tokens * (self._request.n or 1))
             usage = {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
@@ -471,6 +486,7 @@ class ChatCall:
             output_price_micros=self._route.output_price_micros,
             created_at=self._created_at,
             finished_at=datetime.now(UTC),
+            max_cost_micros=self._hold.amount_micros if self._hold else None,
         )
 
 

@@ -1,16 +1,23 @@
 """Writing a finished call's usage row off the response path, without ever losing it.
 
-The reservation made before the engine call already bounds what a request can cost, so the
-client need not wait for the usage row: the slots are released at once, the response goes out,
-and the row is written (and the reservation replaced by the real charge) in the background.
+The reservation made before the engine call already bounds what a request can cost, and it
+stays in the database until the usage row replaces it (in one transaction), so the client need
+not wait for the row: the slots are released at once, the response goes out, and the row is
+written in the background.
 
 Rows are written in batches: what finishes within BATCH_WINDOW_SECONDS of the first report is
 settled in one transaction (billing.usage.settle_usage_batch), which costs about as much as one
-row alone (measured by bench/billing_hotpath.py: 2.4 ms → 0.35 ms per row on SQLite, 6.6 →
-0.7 ms on PostgreSQL, at 20 a batch). A batch that fails is settled row by row, each retried on
-transient database errors, so one bad report cannot hold the others back. Reports still pending
-when the process exits are settled synchronously by an atexit hook; replays are harmless
-because settlement is idempotent per request id.
+row alone. A report is never given up while the process lives:
+- a batch the database refuses because of its content (a bad row) is split in halves until the
+  bad rows are alone, so the others are written at once, not after a back-off;
+- a batch that fails because the database is unreachable is not split (every half would fail
+  too, each after a connection timeout): it waits and is tried again;
+- what failed is retried with exponential back-off (RETRY_FIRST_SECONDS doubling up to
+  RETRY_MAX_SECONDS) by a task of its own, forever, while new reports keep being written.
+At exit what is still pending is tried once more, synchronously. A report that never got
+written (the process was killed, or the database stayed down) still has its reservation, which
+names this process: the sweep settles it as `lost` (billing.lost). Replays are harmless:
+settlement is idempotent per request id.
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
+import dataclasses
 import logging
 import time
 import weakref
 
-from billing.usage import UsageReport, settle_usage, settle_usage_batch
+from django.db import InterfaceError, OperationalError
+
+from billing.usage import UsageReport, settle_usage_batch
 from inference_app.gateway import credit_holds
 from inference_app.gateway.db_threads import run_db, run_db_background, under_sync_caller
 
@@ -32,21 +42,71 @@ log = logging.getLogger(__name__)
 # test) rarely notices; the hold of a finished request stays that much longer.
 BATCH_WINDOW_SECONDS = 0.05
 MAX_BATCH = 200
-RETRY_DELAYS_SECONDS = (0.2, 1.0, 5.0)
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 
 _pending: dict[str, UsageReport] = {}
-_tasks: set[asyncio.Task] = set()
 
 
-class _Batch:
-    """The reports of one event loop waiting for the next write, and the task writing them."""
+@dataclasses.dataclass(eq=False)
+class _Waiting:
+    report: UsageReport
+    written: asyncio.Future  # done once the row is committed
+    attempts: int = 0
+    due: float = 0.0  # loop time of the next attempt (retries)
 
-    def __init__(self) -> None:
-        self.waiting: list[tuple[UsageReport, asyncio.Future]] = []
+
+class _Writer:
+    """The reports of one event loop waiting for the next write, those waiting for a retry, and
+    the tasks writing each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: list[_Waiting] = []
+        self.retrying: list[_Waiting] = []
         self.writer: asyncio.Task | None = None
+        self.retrier: asyncio.Task | None = None
+
+    def start(self, name: str) -> None:
+        task = getattr(self, name)
+        if task is None or task.done():
+            run = self._write_batches if name == "writer" else self._retry
+            # A fresh context: nothing of the request that happened to start it.
+            setattr(self, name, self.loop.create_task(run(), context=contextvars.Context()))
+
+    def busy(self) -> list[asyncio.Task]:
+        return [task for task in (self.writer, self.retrier) if task and not task.done()]
+
+    async def _write_batches(self) -> None:
+        while self.waiting:
+            if len(self.waiting) < MAX_BATCH:
+                await asyncio.sleep(BATCH_WINDOW_SECONDS)
+            taken, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+            self._retry_later(await _write(taken))
+
+    async def _retry(self) -> None:
+        while self.retrying:
+            next_due = min(item.due for item in self.retrying)
+            await asyncio.sleep(max(0.0, next_due - self.loop.time()))
+            now = self.loop.time()
+            due = [item for item in self.retrying if item.due <= now]
+            self.retrying = [item for item in self.retrying if item.due > now]
+            for start in range(0, len(due), MAX_BATCH):
+                self._retry_later(await _write(due[start : start + MAX_BATCH]))
+
+    def _retry_later(self, failed: list[_Waiting]) -> None:
+        for item in failed:
+            item.attempts += 1
+            delay = min(RETRY_FIRST_SECONDS * 2 ** (item.attempts - 1), RETRY_MAX_SECONDS)
+            item.due = self.loop.time() + delay
+            self.retrying.append(item)
+        if failed:
+            self.start("retrier")
 
 
-_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch] = weakref.WeakKeyDictionary()
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def settle(report: UsageReport) -> asyncio.Future | None:
@@ -57,81 +117,60 @@ async def settle(report: UsageReport) -> asyncio.Future | None:
         try:
             await run_db(_settle_now, [report])
         except Exception:
+            # Its reservation stays, naming this process: the sweep settles it as `lost`.
             log.exception("could not settle usage: %r", report)
         return None
     return submit(report)
 
 
 def submit(report: UsageReport) -> asyncio.Future:
-    """Queue `report` for the next batch; the future is done once it is written (or given up)."""
+    """Queue `report` for the next batch; the future is done once it is written."""
     loop = asyncio.get_running_loop()
     _pending[report.request_id] = report
-    batch = _batches.get(loop)
-    if batch is None:
-        batch = _batches[loop] = _Batch()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = _Writer(loop)
     written = loop.create_future()
-    batch.waiting.append((report, written))
-    if batch.writer is None or batch.writer.done():
-        # A fresh context: the request's thread-sensitive executor is gone by the time it runs.
-        batch.writer = loop.create_task(_write_batches(batch), context=contextvars.Context())
-        _tasks.add(batch.writer)
-        batch.writer.add_done_callback(_tasks.discard)
+    writer.waiting.append(_Waiting(report=report, written=written))
+    writer.start("writer")
     return written
 
 
-async def drain() -> None:
-    """Wait until every submitted report is written and the credit slices no request uses are
-    released (tests, graceful shutdown)."""
-    while _tasks:
-        await asyncio.gather(*list(_tasks), return_exceptions=True)
-    await credit_holds.drain()
+async def drain(timeout: float | None = None) -> None:
+    """Wait until every submitted report is written (tests, graceful shutdown); with a
+    timeout, give up waiting (not writing) after that many seconds."""
+    writer = _writers.get(asyncio.get_running_loop())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while writer is not None and writer.busy():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        await asyncio.wait(writer.busy(), timeout=left)
 
 
 def pending_count() -> int:
     return len(_pending)
 
 
-async def _write_batches(batch: _Batch) -> None:
-    while batch.waiting:
-        if len(batch.waiting) < MAX_BATCH:
-            await asyncio.sleep(BATCH_WINDOW_SECONDS)
-        taken, batch.waiting = batch.waiting[:MAX_BATCH], batch.waiting[MAX_BATCH:]
-        try:
-            await _write(taken)
-        finally:
-            for report, written in taken:
-                _pending.pop(report.request_id, None)
-                if not written.done():
-                    written.set_result(None)
-
-
-async def _write(taken: list[tuple[UsageReport, asyncio.Future]]) -> None:
-    reports = [report for report, _ in taken]
+async def _write(items: list[_Waiting]) -> list[_Waiting]:
+    """Write `items` in as few transactions as their content allows; returns those that
+    failed (each alone, or all of them when the database could not be reached)."""
     try:
-        await run_db_background(_settle_now, reports)
-        return
+        await run_db_background(_settle_now, [item.report for item in items])
+    except (OperationalError, InterfaceError):
+        log.warning("settling %d rows failed: database unreachable; retrying", len(items))
+        return items
     except Exception:
-        if len(reports) == 1:
-            log.warning("settling %s failed; retrying", reports[0].request_id, exc_info=True)
-        else:
-            log.warning(
-                "settling a batch of %d failed; one by one now", len(reports), exc_info=True
-            )
-    for report in reports:
-        await _write_alone(report)
-
-
-async def _write_alone(report: UsageReport) -> None:
-    for attempt, delay in enumerate(RETRY_DELAYS_SECONDS):
-        await asyncio.sleep(delay)
-        try:
-            await run_db_background(_settle_now, [report])
-            return
-        except Exception:
-            if attempt == len(RETRY_DELAYS_SECONDS) - 1:
-                log.exception("could not settle usage, giving up: %r", report)
-            else:
-                log.warning("settling %s failed; retrying", report.request_id, exc_info=True)
+        if len(items) == 1:
+            log.exception("settling %s failed; retrying", items[0].report.request_id)
+            return items
+        middle = len(items) // 2
+        return await _write(items[:middle]) + await _write(items[middle:])
+    for item in items:
+        _pending.pop(item.report.request_id, None)
+        if not item.written.done():
+            item.written.set_result(None)
+    return []
 
 
 def _settle_now(reports: list[UsageReport]) -> None:
@@ -156,8 +195,8 @@ def _settle_leftovers() -> None:
         log.warning("settling %d reports at exit failed; one by one now", len(leftovers))
         for report in leftovers:
             try:
-                settle_usage(report)
+                settle_usage_batch([report])
             except Exception:
+                # The reservation stays: the sweep settles the request as `lost`.
                 log.exception("could not settle usage at exit: %r", report)
-    # Only now, with every charge written, may the slices that covered them go.
-    credit_holds.release_all_at_exit()
+    credit_holds.forget_holder_at_exit()

@@ -197,18 +197,3 @@ def test_a_settled_request_cannot_be_reserved_again(free_org):
     reserve_credits(organization_id=free_org.pk, request_id=report.request_id, amount_micros=1_000)
     free_org.refresh_from_db()
     assert free_org.reserved_micros == 0
-
-
-def test_stale_reservations_are_released(free_org):
-    from billing import tasks
-    from billing.models import Reservation
-
-    reserve_credits(organization_id=free_org.pk, request_id="crashed", amount_micros=1_000)
-    reserve_credits(organization_id=free_org.pk, request_id="running", amount_micros=2_000)
-    Reservation.objects.filter(request_id="crashed").update(
-        created_at=timezone.now() - timedelta(hours=2)
-    )
-    assert tasks.release_stale_reservations() == 1
-    assert tasks.release_stale_reservations() == 0
-    free_org.refresh_from_db()
-    assert free_org.reserved_micros == 2_000

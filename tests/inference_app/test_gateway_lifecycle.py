@@ -218,10 +218,10 @@ async def test_unexpected_failure_is_500_in_our_shape_and_frees_the_slot(
 ):
     from inference_app.gateway import credit_holds
 
-    def broken(**kwargs):
+    def broken(requests):
         raise RuntimeError("database fell over")
 
-    monkeypatch.setattr(credit_holds, "reserve_credits", broken)
+    monkeypatch.setattr(credit_holds, "reserve_credits_batch", broken)
     response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "server_error"
@@ -239,14 +239,14 @@ async def test_cancelled_while_reserving_leaves_no_hold_and_no_slot(
     from inference_app.gateway import credit_holds
 
     entered, proceed = threading.Event(), threading.Event()
-    real_reserve = credit_holds.reserve_credits
+    real_reserve = credit_holds.reserve_credits_batch
 
-    def slow_reserve(**kwargs):
+    def slow_reserve(requests):
         entered.set()
         proceed.wait(5)
-        real_reserve(**kwargs)
+        return real_reserve(requests)
 
-    monkeypatch.setattr(credit_holds, "reserve_credits", slow_reserve)
+    monkeypatch.setattr(credit_holds, "reserve_credits_batch", slow_reserve)
     caller = await api_caller(world)
     task = asyncio.create_task(
         start_chat_completion(caller, {"model": TEXT_MODEL, "messages": HELLO})

@@ -45,18 +45,52 @@ async def test_requests_close_in_time_are_settled_in_batches_with_the_same_ledge
     assert settlement.pending_count() == 0
 
 
-async def test_a_report_that_cannot_be_settled_does_not_hold_back_its_batch(
+async def test_a_bad_report_holds_back_no_other_and_is_retried_until_it_is_written(
     world, caplog, monkeypatch
 ):
-    good = [await sync_to_async(make_report)(world.organization) for _ in range(3)]
+    """One report the database refuses (its organization does not exist yet) among 50: the
+    other 49 are written at once, with the real back-off in force; the bad one is not given up
+    but retried, and written once it can be."""
+
+    # The back-off in force, its ceiling lowered so that the test waits less for the retry.
+    monkeypatch.setattr(settlement, "RETRY_MAX_SECONDS", 0.3)
+    good = [await sync_to_async(make_report)(world.organization) for _ in range(49)]
     orphan = await sync_to_async(make_report)(world.organization, request_id="orphan")
     orphan = dataclasses.replace(orphan, organization_id=987_654)  # no such organization
-    monkeypatch.setattr(settlement, "RETRY_DELAYS_SECONDS", (0.0, 0.0, 0.0))
 
-    futures = [settlement.submit(report) for report in [good[0], orphan, *good[1:]]]
-    await asyncio.wait_for(asyncio.gather(*futures), timeout=10)
+    futures = [settlement.submit(report) for report in [*good[:20], orphan, *good[20:]]]
+    good_futures = futures[:20] + futures[21:]
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(asyncio.gather(*good_futures), timeout=5)
+    assert asyncio.get_running_loop().time() - started < 2.0  # no back-off on the good ones
+    written = await sync_to_async(_request_ids)()  # not usage_rows(): it drains, which waits
+    assert sorted(written) == sorted(r.request_id for r in good)
+    assert not futures[20].done()
+    assert settlement.pending_count() == 1
 
-    rows = await usage_rows()
-    assert sorted(row.request_id for row in rows) == sorted(r.request_id for r in good)
-    assert "could not settle usage, giving up" in caplog.text
+    # Some attempts later the organization exists: the report is written, once.
+    await asyncio.sleep(0.5)
+    assert not futures[20].done()
+    await sync_to_async(_clone_organization)(world.organization, 987_654)
+    await asyncio.wait_for(futures[20], timeout=10)
+    assert await usage_rows_of("orphan") == 1
     assert settlement.pending_count() == 0
+    assert "settling orphan failed; retrying" in caplog.text
+
+
+def _request_ids() -> list[str]:
+    from billing.models import UsageRecord
+
+    return list(UsageRecord.objects.values_list("request_id", flat=True))
+
+
+def _clone_organization(organization, pk: int) -> None:
+    from billing.models import Organization
+
+    Organization.objects.create(pk=pk, name="Late", slug=f"late-{pk}", plan_id=organization.plan_id)
+
+
+async def usage_rows_of(request_id: str) -> int:
+    from billing.models import UsageRecord
+
+    return await UsageRecord.objects.filter(request_id=request_id).acount()

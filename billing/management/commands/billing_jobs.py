@@ -3,6 +3,8 @@
 manage.py billing_jobs rollup [--day 2026-11-24 | --days 7]
 manage.py billing_jobs invoices [--month 2026-10]
 manage.py billing_jobs expire
+manage.py billing_jobs lost       # settle the requests of dead gateway processes as `lost`
+manage.py billing_jobs check      # every balance equals its ledger
 """
 
 from datetime import UTC, date, timedelta
@@ -13,14 +15,18 @@ from django.utils import timezone
 from billing.credits import credits_expire_all_due
 from billing.invoices import invoices_issue_for_month, previous_month
 from billing.ledger import organizations_out_of_balance
+from billing.lost import reservations_settle_lost
 from billing.rollups import usage_rollup_day
 
 
 class Command(BaseCommand):
-    help = "Run billing jobs now: daily usage rollups, month-end invoices, credit expiry."
+    help = (
+        "Run billing jobs now: daily usage rollups, month-end invoices, credit expiry, the"
+        " requests of dead processes, the ledger check."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("job", choices=["rollup", "invoices", "expire", "check"])
+        parser.add_argument("job", choices=["rollup", "invoices", "expire", "lost", "check"])
         parser.add_argument("--day", type=date.fromisoformat, help="rollup: one day (YYYY-MM-DD)")
         parser.add_argument("--days", type=int, default=2, help="rollup: the last N finished days")
         parser.add_argument("--month", help="invoices: YYYY-MM (default: last month)")
@@ -39,6 +45,8 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"{chosen:%Y-%m}: {len(issued)} invoice(s) issued")
+        elif job == "lost":
+            self.stdout.write(f"{reservations_settle_lost()} request(s) settled as lost")
         elif job == "check":
             wrong = organizations_out_of_balance()
             for org_id, balance, total in wrong:
