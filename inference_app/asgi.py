@@ -9,10 +9,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from inference_app.api.asgi import ApiASGIHandler, route_api_apart  # noqa: E402
 from inference_app.gateway.body_limit import RequestSizeLimit  # noqa: E402
+from inference_app.ws_origin import SameOriginValidator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -23,8 +23,6 @@ application = ProtocolTypeRouter(
         "http": RequestSizeLimit(
             route_api_apart(api_app=ApiASGIHandler(), site_app=django_asgi_app)
         ),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -65,7 +65,9 @@ def session_cookie(user) -> bytes:
 
 
 async def connect(user, *, origin=ORIGIN):
-    headers = [origin] if origin else []
+    headers = [(b"host", b"testserver")]  # the Origin is compared with it
+    if origin:
+        headers.append(origin)
     if user is not None:
         headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
     communicator = WebsocketCommunicator(application, "/ws/playground/", headers=headers)
