@@ -89,7 +89,9 @@ def _reserve_checks(
     credits_params = [organization_id, moment] if with_credits else []
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1, request_id, NULL FROM {Reservation._meta.db_table}"
+            # PostgreSQL types a UNION's columns branch by branch: a bare NULL first would
+            # make the third column text, which the credits' numeric sum cannot join.
+            f"SELECT 1, request_id, CAST(NULL AS NUMERIC) FROM {Reservation._meta.db_table}"
             f" WHERE request_id IN ({marks})"
             " UNION ALL"
             f" SELECT 2, request_id, NULL FROM {UsageRecord._meta.db_table}"
@@ -97,7 +99,7 @@ def _reserve_checks(
             " UNION ALL"
             f" SELECT 3, NULL, NULL WHERE {GRANT_DUE_EXISTS_SQL}"
             " UNION ALL"
-            f" SELECT 4, NULL, {credits_sql}",
+            f" SELECT 4, NULL, CAST({credits_sql} AS NUMERIC)",
             [*request_ids, *request_ids, organization_id, moment, *credits_params],
         )
         rows = cursor.fetchall()
