@@ -86,6 +86,7 @@ class FakeEngine:
         default_factory=lambda: ["Hello", " there", ",", " friend", "!"]
     )
     send_usage: bool = True
+    prompt_tokens: int = 7  # what the engine reports counting in the prompt
     token_delay: float = 0.0
     requests: list[tuple[str, dict]] = dataclasses.field(default_factory=list)
     cancelled_streams: int = 0
@@ -120,7 +121,7 @@ class FakeEngine:
             if payload.get("stream"):
                 return httpx.Response(200, content=b"data: [1, 2]\n\ndata: [DONE]\n\n")
             return httpx.Response(200, content=b"<html>proxy error</html>")
-        prompt_tokens = 7
+        prompt_tokens = self.prompt_tokens
         if not payload.get("stream"):
             body = {
                 "id": "engine-id",
