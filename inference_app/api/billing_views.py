@@ -24,16 +24,14 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from billing.models import Organization
 from billing.money import micros_to_decimal
 from billing.organizations import is_org_admin
 from billing.selectors import billing_summary
-from inference_app.api.views import authenticate_request, error_response, json_response
+from inference_app.api.views import api_view, authenticate_request, json_response
 from inference_app.gateway import errors
 from inference_app.gateway.db_threads import run_db
-from inference_app.gateway.errors import GatewayError
 
 
 def _balance_payload(*, user_id: int, organization_id: int, caller_limits: dict) -> dict | None:
@@ -65,14 +63,9 @@ def _balance_payload(*, user_id: int, organization_id: int, caller_limits: dict)
     }
 
 
-@csrf_exempt
+@api_view("GET")
 async def billing_balance(request: HttpRequest) -> HttpResponse:
-    if request.method != "GET":
-        return error_response(errors.method_not_allowed(request.method, request.path))
-    try:
-        caller = await authenticate_request(request)
-    except GatewayError as exc:
-        return error_response(exc)
+    caller = await authenticate_request(request)
     payload = await run_db(
         _balance_payload,
         user_id=caller.user_id,
@@ -83,7 +76,5 @@ async def billing_balance(request: HttpRequest) -> HttpResponse:
         },
     )
     if payload is None:
-        return error_response(
-            errors.permission_denied("Only organization admins can read billing details")
-        )
+        raise errors.permission_denied("Only organization admins can read billing details")
     return json_response(payload)

@@ -13,7 +13,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from inference_app.gateway import errors
+from inference_app.gateway import admission, errors
 from inference_app.gateway.callers import Caller, resolve_api_caller
 from inference_app.gateway.errors import GatewayError
 from inference_app.gateway.model_list import get_model, list_models
@@ -41,36 +41,28 @@ def error_response(error: GatewayError, request_id: str | None = None) -> HttpRe
     return json_response(error.body(), status=error.status, headers=headers)
 
 
-def _check_country(request: HttpRequest) -> None:
-    """Geographic restriction, before any other work (the header is set by a trusted proxy)."""
-    if not settings.BLOCKED_COUNTRIES:
-        return
-    country = request.headers.get(settings.COUNTRY_HEADER, "").strip().upper()
-    if country and country in settings.BLOCKED_COUNTRIES:
-        raise errors.unsupported_country()
-
-
 async def authenticate_request(request: HttpRequest) -> Caller:
-    _check_country(request)
+    """The API's admission: the country block, then the key, its user's organization and team
+    membership and the project (OpenAI-Project, or the user's default by the one rule)."""
+    admission.check_country(request.headers.get(settings.COUNTRY_HEADER))
     return await resolve_api_caller(
         request.headers.get("Authorization"), request.headers.get("OpenAI-Project")
     )
 
 
 def _read_body(request: HttpRequest) -> bytes:
-    limit = settings.MAX_REQUEST_BYTES
+    # Oversized bodies are refused before they are read (gateway.body_limit); this covers
+    # callers of the Django app that do not come through that ASGI edge (the test Client).
     try:
         declared = int(request.headers.get("Content-Length") or 0)
     except ValueError:
         raise errors.invalid_request("Invalid Content-Length header.") from None
-    if declared > limit:
-        raise errors.request_too_large(limit)
+    admission.check_size(declared)
     try:
         body = request.body
     except RequestDataTooBig:
-        raise errors.request_too_large(limit) from None
-    if len(body) > limit:
-        raise errors.request_too_large(limit)
+        raise errors.request_too_large(settings.MAX_REQUEST_BYTES) from None
+    admission.check_size(len(body))
     return body
 
 

@@ -36,7 +36,12 @@ def check_country_of_scope(scope: dict) -> None:
     check_country(scope_header(scope, settings.COUNTRY_HEADER))
 
 
+def too_large(size_bytes: int) -> bool:
+    """Does a body (or a websocket message) of this size pass MAX_REQUEST_BYTES?"""
+    return size_bytes > settings.MAX_REQUEST_BYTES
+
+
 def check_size(size_bytes: int) -> None:
     """413 request_too_large when a body (or a websocket message) passes MAX_REQUEST_BYTES."""
-    if size_bytes > settings.MAX_REQUEST_BYTES:
+    if too_large(size_bytes):
         raise errors.request_too_large(settings.MAX_REQUEST_BYTES)

@@ -13,7 +13,7 @@ import json
 
 from django.conf import settings
 
-from inference_app.gateway import errors
+from inference_app.gateway import admission, errors
 
 API_PREFIX = "/v1/"
 
@@ -28,7 +28,7 @@ class RequestSizeLimit:
             return
         limit = settings.MAX_REQUEST_BYTES
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
+        if declared is not None and admission.too_large(declared):
             await _refuse(send, limit)
             return
         received = 0
@@ -39,7 +39,7 @@ class RequestSizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
+                if admission.too_large(received):
                     # Django stops reading at a disconnect and sends nothing; we answer.
                     cut_off = True
                     return {"type": "http.disconnect"}

@@ -60,3 +60,38 @@ def test_member_gets_403_and_bad_key_401(client):
     )
     assert bad.status_code == 401
     assert bad.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_an_unexpected_failure_is_a_500_in_openai_shape(client, monkeypatch):
+    """The balance endpoint goes through the API's one view wrapper: whatever fails inside is
+    answered in the error shape every /v1 call uses (it was Django's HTML 500 page)."""
+    from inference_app.api import billing_views
+
+    def broken(**kwargs):
+        raise RuntimeError("selector fell over")
+
+    monkeypatch.setattr(billing_views, "_balance_payload", broken)
+    org = make_org(plan_code="pro")
+    raw_key, project = key_for(org, Membership.Role.ADMIN)
+    response = client.get(
+        "/v1/billing/balance",
+        headers={"Authorization": f"Bearer {raw_key}", "OpenAI-Project": project},
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "server_error"
+
+
+def test_the_country_block_applies_to_the_balance_endpoint(client, settings):
+    settings.BLOCKED_COUNTRIES = ["XX"]
+    org = make_org(plan_code="pro")
+    raw_key, project = key_for(org, Membership.Role.ADMIN)
+    response = client.get(
+        "/v1/billing/balance",
+        headers={
+            "Authorization": f"Bearer {raw_key}",
+            "OpenAI-Project": project,
+            "CF-IPCountry": "xx",
+        },
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "unsupported_country_region_territory"
