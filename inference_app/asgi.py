@@ -10,10 +10,13 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from inference_app import daphne_requests  # noqa: E402
 from inference_app.api.asgi import ApiASGIHandler, route_api_apart  # noqa: E402
 from inference_app.gateway.body_limit import RequestSizeLimit  # noqa: E402
 from inference_app.ws_origin import SameOriginValidator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
+
+daphne_requests.install()
 
 application = ProtocolTypeRouter(
     {

@@ -151,6 +151,7 @@ class Command(BaseCommand):
                 ],
             )
         )
+        websocket_max = settings.MAX_REQUEST_BYTES + 64 * 1024  # room for the JSON around it
         commands.append(
             (
                 "web",
@@ -162,6 +163,10 @@ class Command(BaseCommand):
                     # opening streams at once gets connection resets. 2048 is uvicorn's default.
                     "-e",
                     f"tcp:port={port}:interface={host}:backlog=2048",
+                    # daphne resets a websocket whose message passes 1 MiB: a Playground
+                    # message with an image may be as large as any API body.
+                    f"--websocket-max-message-size={websocket_max}",
+                    f"--websocket-max-frame-size={websocket_max}",
                     "inference_app.asgi:application",
                 ],
             )
