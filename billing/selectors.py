@@ -8,7 +8,7 @@ import dataclasses
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from billing.credits import credits_remaining_micros
@@ -275,3 +275,23 @@ def billing_summary(*, organization: Organization, now: datetime | None = None) 
         ),
         invoices=list(Invoice.objects.filter(organization=organization)[:24]),
     )
+
+
+def lost_requests(
+    *, organization_id: int, start: date, end: date, model: str = "", project: str = ""
+) -> dict[str, int]:
+    """Requests settled as `lost` between `start` and `end` (their gateway process died before
+    settling them: charged for the prompt only): {"count", "cost_micros"}."""
+    rows = UsageRecord.objects.filter(
+        organization_id=organization_id,
+        status=UsageRecord.Status.LOST,
+        created_at__gte=day_bounds(start)[0],
+        created_at__lt=day_bounds(end)[1],
+    )
+    if model:
+        rows = rows.filter(model=model)
+    if project:
+        team_name, _, project_name = project.partition("/")
+        rows = rows.filter(team=team_name, project=project_name)
+    found = rows.aggregate(count=Count("pk"), cost_micros=Sum("cost_micros"))
+    return {"count": found["count"] or 0, "cost_micros": found["cost_micros"] or 0}

@@ -18,6 +18,7 @@ from billing.models import Organization
 from billing.money import micros_to_decimal
 from billing.selectors import (
     billing_summary,
+    lost_requests,
     organizations_administered,
     usage_by_day,
     usage_filter_choices,
@@ -111,6 +112,13 @@ def billing_usage(request):
             "cost_micros": sum(r.cost_micros for r in rows),
         },
         "chart": _chart_data(rows, filters),
+        "lost": lost_requests(
+            organization_id=organization.pk,
+            start=filters["start"],
+            end=filters["end"],
+            model=filters["model"],
+            project=filters["project"],
+        ),
         "export_query": query.urlencode(),
     }
     template = "billing/usage.html#results" if request.htmx else "billing/usage.html"

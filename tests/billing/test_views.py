@@ -180,3 +180,14 @@ def test_upcoming_charges_project_the_month_at_its_spend_rate():
         upcoming_charges(organization=make_org(), spend_so_far_micros=1, credits_micros=0, now=now)
         is None
     )
+
+
+def test_lost_requests_are_shown_on_the_usage_page(client, org_with_usage):
+    """A request whose gateway process died is settled as `lost`: the page says so."""
+    client.force_login(make_user(organization=org_with_usage))
+    assert b'data-testid="lost-requests"' not in client.get("/billing/usage/").content
+    settle_usage(make_report(org_with_usage, status="lost", completion_tokens=0))
+    page = client.get("/billing/usage/")
+    assert page.context["lost"]["count"] == 1
+    assert b'data-testid="lost-requests"' in page.content
+    assert b"1 request in this range was <strong>lost</strong>" in page.content
