@@ -9,7 +9,7 @@ from django.test import AsyncClient
 from billing.models import Membership
 from billing.organizations import membership_set
 from inference_app.accounts import api_key_create, team_add_member
-from inference_app.gateway import errors, resolve_session_caller
+from inference_app.gateway import errors, resolve_session_caller, settlement
 from tests.inference_app.gateway_world import HELLO, TEXT_MODEL, post_chat
 
 BODY = {"model": TEXT_MODEL, "messages": HELLO}
@@ -33,6 +33,9 @@ async def test_a_removed_members_key_gets_401_on_the_next_request(world, fake_en
         first = await post_chat(None, BODY, headers={**headers, "OpenAI-Project": project or ""})
         assert first.status_code == 200, first.content
     assert (await resolve_session_caller(bob, None)).project == "main"
+    # The usage rows are written first: the test database (SQLite in memory, shared cache)
+    # locks a table for readers while another connection writes it.
+    await settlement.drain()
 
     admin = AsyncClient()
     await admin.aforce_login(world.user)
