@@ -159,64 +159,151 @@ def reserve_credits_batch(requests: Sequence[HoldRequest]) -> list[bool]:
     return [decided[id(request)] for request in requests]
 
 
+@dataclasses.dataclass
+class _Held:
+    """What reserving needs of the locked organization row and its plan (read in one SELECT:
+    this runs once per request, and the ORM's model instances cost more than the SQL)."""
+
+    balance_micros: int
+    reserved_micros: int
+    overage_month: object
+    overage_micros: int
+    allows_overage: bool
+    monthly_spend_cap_micros: int
+
+    def spendable_micros(self, *, now: datetime, credits_micros: int | None) -> int:
+        """spendable_micros, for this row (see _spendable_micros)."""
+        if not self.allows_overage:
+            return self.balance_micros - self.reserved_micros
+        # SQLite gives the DateField back as text from raw SQL, PostgreSQL as a date.
+        this_month = str(self.overage_month) == month_start(now).isoformat()
+        overage = self.overage_micros if this_month else 0
+        cap_left = max(0, self.monthly_spend_cap_micros - overage)
+        return (credits_micros or 0) - self.reserved_micros + cap_left
+
+
+_ORG = Organization._meta.db_table
+_LOCK_FOR_RESERVE_SQL = (
+    "SELECT o.balance_micros, o.reserved_micros, o.overage_month, o.overage_micros,"
+    " p.allows_overage, p.monthly_spend_cap_micros"
+    f" FROM {_ORG} o JOIN {Organization._meta.get_field('plan').related_model._meta.db_table} p"
+    " ON p.id = o.plan_id WHERE o.id = %s"
+)
+_RESERVATION_COLUMNS = (
+    "request_id",
+    "organization_id",
+    "amount_micros",
+    "created_at",
+    "holder",
+    "user_id",
+    "api_key_prefix",
+    "team",
+    "project",
+    "model",
+    "source",
+    "prompt_tokens",
+    "input_price_micros",
+    "output_price_micros",
+)
+
+
+def _lock_for_reserve(organization_id: int) -> _Held:
+    """organization_lock, reading only what reserving needs (same lock, same order)."""
+    sql = _LOCK_FOR_RESERVE_SQL
+    if connection.features.has_select_for_update_of:
+        sql += " FOR UPDATE OF o"
+    elif connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    # (SQLite runs every transaction as BEGIN IMMEDIATE: the whole database is locked.)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [organization_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Organization.DoesNotExist(f"organization {organization_id}")
+    balance, reserved, overage_month, overage, allows_overage, cap = row
+    return _Held(balance, reserved, overage_month, overage, bool(allows_overage), cap)
+
+
 def _reserve_organization(
     *, organization_id: int, requests: list[HoldRequest], now: datetime
 ) -> dict[int, bool]:
-    org = organization_lock(organization_id=organization_id)
+    held_row = _lock_for_reserve(organization_id)
+    if connection.vendor == "postgresql":
+        # A reservation is a hold, not money: committed without waiting for the disk, it costs
+        # the request ~1 ms less on this path. A database crash could forget the holds of the
+        # last moment (never a charge: usage rows commit synchronously).
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
     # Everything the decision needs, in one statement. It runs after the lock (not as part of
     # the locking SELECT), so on PostgreSQL it sees whatever the transactions we waited for
     # committed: a replay settled meanwhile, an expiry done meanwhile.
     state = _reserve_checks(
-        organization_id=org.pk,
+        organization_id=organization_id,
         request_ids=list(dict.fromkeys(request.request_id for request in requests)),
         now=now,
-        with_credits=org.plan.allows_overage,
+        with_credits=held_row.allows_overage,
     )
     # Grants past their date stop counting now, not when the periodic task gets to them.
     # The credits read above already leave them out (they count unexpired grants only).
     if state["due"]:
+        org = organization_lock(organization_id=organization_id)
         credits_expire_due_locked(organization=org, now=now)
-    spendable = _spendable_micros(organization=org, now=now, credits_micros=state["credits"])
+        held_row.balance_micros = org.balance_micros
+    spendable = held_row.spendable_micros(now=now, credits_micros=state["credits"])
     decided: dict[int, bool] = {}
-    held: dict[str, Reservation] = {}
+    held: dict[str, HoldRequest] = {}
     for request in requests:
         # A request already held, or already settled (a replay), holds nothing more.
-        if request.request_id in state["held"] or request.request_id in state["settled"]:
-            decided[id(request)] = True
-            continue
-        if request.request_id in held:
+        if (
+            request.request_id in state["held"]
+            or request.request_id in state["settled"]
+            or request.request_id in held
+        ):
             decided[id(request)] = True
             continue
         if request.amount_micros > spendable:
             decided[id(request)] = False
             continue
         spendable -= request.amount_micros
-        held[request.request_id] = _reservation_of(request, organization=org)
+        held[request.request_id] = request
         decided[id(request)] = True
     if held:
-        Reservation.objects.bulk_create(held.values())
-        Organization.objects.filter(pk=org.pk).update(
-            reserved_micros=F("reserved_micros") + sum(r.amount_micros for r in held.values())
-        )
+        _insert_reservations(list(held.values()), now=now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_ORG} SET reserved_micros = reserved_micros + %s WHERE id = %s",
+                [sum(request.amount_micros for request in held.values()), organization_id],
+            )
     return decided
 
 
-def _reservation_of(request: HoldRequest, *, organization: Organization) -> Reservation:
-    return Reservation(
-        request_id=request.request_id,
-        organization=organization,
-        amount_micros=request.amount_micros,
-        holder=request.holder,
-        user_id=request.user_id,
-        api_key_prefix=request.api_key_prefix,
-        team=request.team,
-        project=request.project,
-        model=request.model,
-        source=request.source,
-        prompt_tokens=request.prompt_tokens,
-        input_price_micros=request.input_price_micros,
-        output_price_micros=request.output_price_micros,
-    )
+def _insert_reservations(requests: list[HoldRequest], *, now: datetime) -> None:
+    moment = db_moment(now)
+    row = "(" + ", ".join(["%s"] * len(_RESERVATION_COLUMNS)) + ")"
+    params: list = []
+    for r in requests:
+        params += [
+            r.request_id,
+            r.organization_id,
+            r.amount_micros,
+            moment,
+            r.holder,
+            r.user_id,
+            r.api_key_prefix,
+            r.team,
+            r.project,
+            r.model,
+            r.source,
+            r.prompt_tokens,
+            r.input_price_micros,
+            r.output_price_micros,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Reservation._meta.db_table} ({', '.join(_RESERVATION_COLUMNS)})"
+            f" VALUES {', '.join([row] * len(requests))}",
+            params,
+        )
 
 
 def release_reservation(*, request_id: str) -> None:

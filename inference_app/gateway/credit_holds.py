@@ -111,12 +111,15 @@ class _GroupCommit:
 
 
 class _Heartbeat:
-    """Beats this process's holder heartbeat while it holds reservations, and only then."""
+    """Beats this process's holder heartbeat while it holds reservations, and only then: every
+    HOLDER_HEARTBEAT_SECONDS, not once per request (at one request at a time, holds come and go
+    with each request)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.holds: set[Hold] = set()
         self.task: asyncio.Task | None = None
+        self.last_beat: float | None = None  # loop time
 
     def started(self, hold_: Hold) -> None:
         self.holds.add(hold_)
@@ -126,16 +129,20 @@ class _Heartbeat:
     def done(self, hold_: Hold) -> None:
         self.holds.discard(hold_)
         if not self.holds and self.task is not None:
-            self.task.cancel()
+            self.task.cancel()  # nothing left to vouch for: no task left pending on an idle loop
             self.task = None
 
     async def _beat(self) -> None:
+        period = settings.HOLDER_HEARTBEAT_SECONDS
         while True:
+            if self.last_beat is not None:
+                # Beaten recently (by an earlier run of this task): the next one is due then.
+                await asyncio.sleep(max(0.0, self.last_beat + period - self.loop.time()))
+            self.last_beat = self.loop.time()
             try:
                 await run_db_background(reservation_holder_beat, token=HOLDER_TOKEN)
             except Exception:
                 log.warning("could not beat the holder heartbeat", exc_info=True)
-            await asyncio.sleep(settings.HOLDER_HEARTBEAT_SECONDS)
 
 
 _groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = (
