@@ -210,17 +210,20 @@ _RESERVATION_COLUMNS = (
 def _lock_for_reserve(organization_id: int) -> _Held:
     """organization_lock, reading only what reserving needs (same lock, same order)."""
     sql = _LOCK_FOR_RESERVE_SQL
-    if connection.features.has_select_for_update_of:
+    if connection.vendor == "postgresql":
+        # A reservation is a hold, not money: committed without waiting for the disk, it costs
+        # the request a disk flush less. A database crash could forget the holds of its last
+        # moment, never a charge (usage rows commit synchronously). Set in this statement, not
+        # one of its own: a round trip less.
+        sql = sql.replace("SELECT ", "SELECT set_config('synchronous_commit', 'off', true), ", 1)
         sql += " FOR UPDATE OF o"
-    elif connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
     # (SQLite runs every transaction as BEGIN IMMEDIATE: the whole database is locked.)
     with connection.cursor() as cursor:
         cursor.execute(sql, [organization_id])
         row = cursor.fetchone()
     if row is None:
         raise Organization.DoesNotExist(f"organization {organization_id}")
-    balance, reserved, overage_month, overage, allows_overage, cap = row
+    balance, reserved, overage_month, overage, allows_overage, cap = row[-6:]
     return _Held(balance, reserved, overage_month, overage, bool(allows_overage), cap)
 
 
@@ -228,12 +231,6 @@ def _reserve_organization(
     *, organization_id: int, requests: list[HoldRequest], now: datetime
 ) -> dict[int, bool]:
     held_row = _lock_for_reserve(organization_id)
-    if connection.vendor == "postgresql":
-        # A reservation is a hold, not money: committed without waiting for the disk, it costs
-        # the request ~1 ms less on this path. A database crash could forget the holds of the
-        # last moment (never a charge: usage rows commit synchronously).
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
     # Everything the decision needs, in one statement. It runs after the lock (not as part of
     # the locking SELECT), so on PostgreSQL it sees whatever the transactions we waited for
     # committed: a replay settled meanwhile, an expiry done meanwhile.
@@ -268,16 +265,19 @@ def _reserve_organization(
         held[request.request_id] = request
         decided[id(request)] = True
     if held:
-        _insert_reservations(list(held.values()), now=now)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {_ORG} SET reserved_micros = reserved_micros + %s WHERE id = %s",
-                [sum(request.amount_micros for request in held.values()), organization_id],
-            )
+        _insert_reservations(
+            list(held.values()),
+            organization_id=organization_id,
+            total_micros=sum(request.amount_micros for request in held.values()),
+            now=now,
+        )
     return decided
 
 
-def _insert_reservations(requests: list[HoldRequest], *, now: datetime) -> None:
+def _insert_reservations(
+    requests: list[HoldRequest], *, organization_id: int, total_micros: int, now: datetime
+) -> None:
+    """The reservation rows, and the organization's reserved_micros raised by their total."""
     moment = db_moment(now)
     row = "(" + ", ".join(["%s"] * len(_RESERVATION_COLUMNS)) + ")"
     params: list = []
@@ -298,12 +298,21 @@ def _insert_reservations(requests: list[HoldRequest], *, now: datetime) -> None:
             r.input_price_micros,
             r.output_price_micros,
         ]
+    insert = (
+        f"INSERT INTO {Reservation._meta.db_table} ({', '.join(_RESERVATION_COLUMNS)})"
+        f" VALUES {', '.join([row] * len(requests))}"
+    )
+    update = f"UPDATE {_ORG} SET reserved_micros = reserved_micros + %s WHERE id = %s"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Reservation._meta.db_table} ({', '.join(_RESERVATION_COLUMNS)})"
-            f" VALUES {', '.join([row] * len(requests))}",
-            params,
-        )
+        if connection.vendor == "postgresql":
+            # One statement (a data-modifying WITH), one round trip.
+            cursor.execute(
+                f"WITH held AS ({insert} RETURNING 1) {update}",
+                [*params, total_micros, organization_id],
+            )
+        else:
+            cursor.execute(insert, params)
+            cursor.execute(update, [total_micros, organization_id])
 
 
 def release_reservation(*, request_id: str) -> None:
