@@ -161,3 +161,19 @@ async def test_a_failed_reservation_transaction_fails_its_requests_and_holds_not
     assert {r.json()["error"]["code"] for r in responses} == {"server_error"}
     assert fake_engine.requests == []
     await _assert_nothing_held(world)
+
+
+async def test_a_refused_request_never_reaches_an_engine(world, fake_engine, roomy_limits):
+    """The reservation comes first: an organization that cannot pay gets no engine work."""
+    worst = await _worst_case(world)
+    await _set_spendable(world, 3 * worst)
+    caller = await _caller(world)
+    held = [await start_chat_completion(caller, {**BODY, "stream": True}) for _ in range(3)]
+    engine_calls = len(fake_engine.requests)
+    with pytest.raises(errors.GatewayError) as refused:
+        await start_chat_completion(caller, {**BODY, "stream": True})
+    assert refused.value.code == "insufficient_quota"
+    assert len(fake_engine.requests) == engine_calls
+    for call in held:
+        await call.aclose()
+    await _assert_nothing_held(world)
