@@ -16,7 +16,13 @@ from billing.models import CreditGrant, Invoice, LedgerEntry, Organization
 
 def organization_lock(*, organization_id: int) -> Organization:
     """The organization row, locked until the surrounding transaction ends."""
-    return Organization.objects.select_for_update().select_related("plan").get(pk=organization_id)
+    # of=("self",): the plan row, shared by many organizations, is read, not locked (locking it
+    # would serialise every organization on a plan, and could deadlock two batches).
+    return (
+        Organization.objects.select_for_update(of=("self",))
+        .select_related("plan")
+        .get(pk=organization_id)
+    )
 
 
 def month_start(moment: datetime | date) -> date:

@@ -64,7 +64,7 @@ def usage_cost_micros(
     return -(-numerator // TOKENS_PER_PRICE_UNIT)
 
 
-def settle_usage(report: UsageReport) -> UsageRecord:
+def settle_usage(report: UsageReport) -> UsageRecord | None:
     """Write the request's usage row and charge it, once. Replaying the same request id is a no-op.
 
     The charge is tokens x the prices in the report (the prices that applied when the request
@@ -74,7 +74,7 @@ def settle_usage(report: UsageReport) -> UsageRecord:
     return settle_usage_batch([report])[0]
 
 
-def settle_usage_batch(reports: Sequence[UsageReport]) -> list[UsageRecord]:
+def settle_usage_batch(reports: Sequence[UsageReport]) -> list[UsageRecord | None]:
     """settle_usage for many reports in one transaction; returns their rows in the same order.
 
     Per organization: one lock, one statement for what settling needs to know, one INSERT of the
@@ -97,7 +97,8 @@ def settle_usage_batch(reports: Sequence[UsageReport]) -> list[UsageRecord]:
                     now=now,
                 )
             )
-    return [records[report.request_id] for report in reports]
+    # None for a `lost` report whose hold was released meanwhile (nothing to settle).
+    return [records.get(report.request_id) for report in reports]
 
 
 def _settle_organization(
@@ -113,6 +114,8 @@ def _settle_organization(
     for report in reports:
         if report.request_id in state["settled"] or report.request_id in fresh:
             continue  # a replay: charged once already
+        if report.status == UsageRecord.Status.LOST and report.request_id not in state["holds"]:
+            continue  # the sweep's guess came too late: its hold was released meanwhile
         fresh[report.request_id] = UsageRecord(
             **_fields_of(report), cost_micros=_cost_micros_of(report)
         )

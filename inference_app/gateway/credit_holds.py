@@ -4,7 +4,7 @@ Reserve before the call, settle after: check-then-charge lets parallel requests 
 Every request gets a reservation of its own (billing.quota.reserve_credits_batch), so a request
 is refused exactly when the organization cannot afford its worst case next to the holds of the
 requests still running, whichever process runs them. The reservation is also the request's
-write-ahead record: it names this process (HOLDER_TOKEN) and what a `lost` settlement needs, so
+write-ahead record: it names this process (holder_token()) and what a `lost` settlement needs, so
 if the process dies the sweep (billing.lost) settles the request instead of forgetting it.
 
 To keep a transaction per request off the CPU budget under load, the reservations that arrive
@@ -34,8 +34,24 @@ from inference_app.gateway.db_threads import run_db, run_db_background, under_sy
 
 log = logging.getLogger(__name__)
 
-# This process, as the holder of its reservations (unique across hosts and restarts).
-HOLDER_TOKEN = f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+_token: tuple[int, str] | None = None
+
+
+def holder_token() -> str:
+    """This process, as the holder of its reservations: unique across hosts and restarts, and
+    new in a child forked after import (a child is a holder of its own)."""
+    global _token
+    if _token is None or _token[0] != os.getpid():
+        pid = os.getpid()
+        _token = (pid, f"{socket.gethostname()[:30]}-{pid}-{uuid.uuid4().hex[:12]}")
+    return _token[1]
+
+
+# A release the database refused (a blip) is tried again this long after, doubling up to the
+# ceiling: a hold nothing will charge must not stay held while the process lives.
+RELEASE_RETRY_FIRST_SECONDS = 0.5
+RELEASE_RETRY_MAX_SECONDS = 30.0
+_retrying_releases: set[asyncio.Task] = set()
 # At most this many reservations in one transaction (the statement's parameters stay bounded).
 MAX_GROUP = 200
 
@@ -49,11 +65,20 @@ class Hold:
         self.amount_micros = amount_micros
 
     async def release_unused(self) -> None:
-        """Nothing will be charged (refused, never answered): give the worst case back."""
+        """Nothing will be charged (refused, never answered): give the worst case back (now, or
+        by retries in the background when the database refuses; this process vouches for the
+        hold until it is released)."""
         try:
             await run_db(release_reservation, request_id=self.request_id)
-        finally:
-            _holding_done(self)
+        except Exception:
+            if under_sync_caller():
+                raise
+            log.warning("releasing %s failed; retrying", self.request_id, exc_info=True)
+            task = asyncio.get_running_loop().create_task(_release_until_done(self))
+            _retrying_releases.add(task)
+            task.add_done_callback(_retrying_releases.discard)
+            return
+        _holding_done(self)
 
     def settled_by(self, written: asyncio.Future | None) -> None:
         """The usage row is on its way (`written` is done once it is committed, and with it the
@@ -62,6 +87,20 @@ class Hold:
             _holding_done(self)
         else:
             written.add_done_callback(lambda _: _holding_done(self))
+
+
+async def _release_until_done(hold_: Hold) -> None:
+    delay = RELEASE_RETRY_FIRST_SECONDS
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await run_db_background(release_reservation, request_id=hold_.request_id)
+        except Exception:
+            log.warning("releasing %s failed; retrying", hold_.request_id, exc_info=True)
+            delay = min(delay * 2, RELEASE_RETRY_MAX_SECONDS)
+            continue
+        _holding_done(hold_)
+        return
 
 
 async def hold(request: HoldRequest) -> Hold:
@@ -140,7 +179,8 @@ class _Heartbeat:
                 await asyncio.sleep(max(0.0, self.last_beat + period - self.loop.time()))
             self.last_beat = self.loop.time()
             try:
-                await run_db_background(reservation_holder_beat, token=HOLDER_TOKEN)
+                # The urgent lane: a beat must not wait behind a queue of usage rows.
+                await run_db(reservation_holder_beat, token=holder_token())
             except Exception:
                 log.warning("could not beat the holder heartbeat", exc_info=True)
 
@@ -188,6 +228,7 @@ def forget_holder_at_exit() -> None:
     if not _heartbeats:
         return  # never held anything (a management command, a test process)
     try:
-        reservation_holder_forget(token=HOLDER_TOKEN)
+        reservation_holder_forget(token=holder_token())
     except Exception:
-        log.exception("could not forget the holder %s at exit", HOLDER_TOKEN)
+        # The database is gone or down: the holder row goes stale, and the sweep does the rest.
+        log.debug("could not forget the holder %s at exit", holder_token(), exc_info=True)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Worst case reserved (and the cap sent to the engine) when the caller sets no max_tokens.
 DEFAULT_MAX_TOKENS = 4096
+# The most a usage row's token counts can hold (a 32-bit integer column).
+MAX_TOKEN_COUNT = 2**31 - 1
 
 
 def new_request_id() -> str:
@@ -174,7 +176,7 @@ class ChatCall:
             request_id=self.request_id,
             organization_id=caller.organization_id,
             amount_micros=self.worst_case_cost_micros(),
-            holder=credit_holds.HOLDER_TOKEN,
+            holder=credit_holds.holder_token(),
             user_id=caller.user_id,
             api_key_prefix=caller.api_key_prefix,
             team=caller.team,
@@ -198,6 +200,8 @@ class ChatCall:
         payload = dict(self._body)
         payload["model"] = target.engine_model
         payload.pop("max_completion_tokens", None)
+        # llama.cpp's own length parameter wins over max_tokens there: the cap is ours alone.
+        payload.pop("n_predict", None)
         # Always capped: the reservation covers exactly this many completion tokens.
         payload["max_tokens"] = self._max_tokens
         if self.stream:
@@ -385,8 +389,14 @@ class ChatCall:
             self.time_to_first_token_ms = int((time.monotonic() - self._started) * 1000)
 
     def _take_usage(self, usage: dict | None) -> None:
-        """Remember the engine's usage report, if this chunk or body carries one."""
+        """Remember the engine's usage report, if this chunk or body carries one (its counts
+        kept within what a usage row can hold: an engine's nonsense must not make the row
+        unwritable)."""
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            usage = dict(usage)
+            for field in ("prompt_tokens", "completion_tokens"):
+                if isinstance(usage.get(field), int):
+                    usage[field] = min(max(usage[field], 0), MAX_TOKEN_COUNT)
             self._engine_usage = usage
 
     def _final_usage(self) -> dict:
@@ -438,7 +448,18 @@ class ChatCall:
     async def _finish(
         self, *, status: str, http_status: int, error_code: str, record: bool
     ) -> None:
-        _in_flight.pop(self.request_id, None)
+        try:
+            await self._finish_steps(
+                status=status, http_status=http_status, error_code=error_code, record=record
+            )
+        finally:
+            # Only now: until its usage is submitted (or its hold released), a call the server
+            # abandons at exit is still settled by the exit hook.
+            _in_flight.pop(self.request_id, None)
+
+    async def _finish_steps(
+        self, *, status: str, http_status: int, error_code: str, record: bool
+    ) -> None:
         if self._response is not None:
             try:
                 await self._response.aclose()

@@ -206,3 +206,19 @@ def test_a_pro_organization_is_still_invoiced_for_overage(pro_org):
     )
     invoice = invoice_issue(organization_id=pro_org.pk, month=month_start(timezone.now()))
     assert invoice is not None and invoice.overage_micros == 200_000
+
+
+def test_a_lost_report_whose_hold_was_released_meanwhile_charges_nothing(free_org):
+    """The sweep read a dead-looking reservation; before it settled, the hold was released
+    (its process was alive after all, and the request was never answered)."""
+    from billing.lost import _lost_report
+    from billing.quota import release_reservation
+    from billing.usage import settle_usage_batch
+
+    reserve_credits_batch([hold_request(free_org, "req-late", 5_000)])
+    report = _lost_report(Reservation.objects.get(request_id="req-late"), now=timezone.now())
+    release_reservation(request_id="req-late")
+    assert settle_usage_batch([report]) == [None]
+    assert not UsageRecord.objects.filter(request_id="req-late").exists()
+    org = assert_books_balance(free_org)
+    assert org.balance_micros == 5_000_000

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing import tasks
 from billing.models import Membership
+from billing.quota import reserve_credits
 from billing.usage import settle_usage
 from tests.billing.conftest import make_org, make_report, make_user
 
@@ -186,7 +187,12 @@ def test_lost_requests_are_shown_on_the_usage_page(client, org_with_usage):
     """A request whose gateway process died is settled as `lost`: the page says so."""
     client.force_login(make_user(organization=org_with_usage))
     assert b'data-testid="lost-requests"' not in client.get("/billing/usage/").content
-    settle_usage(make_report(org_with_usage, status="lost", completion_tokens=0))
+    lost = make_report(org_with_usage, status="lost", completion_tokens=0)
+    # The sweep settles a lost request only while its hold is there.
+    reserve_credits(
+        organization_id=org_with_usage.pk, request_id=lost.request_id, amount_micros=10**6
+    )
+    settle_usage(lost)
     page = client.get("/billing/usage/")
     assert page.context["lost"]["count"] == 1
     assert b'data-testid="lost-requests"' in page.content

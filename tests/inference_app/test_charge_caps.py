@@ -133,3 +133,20 @@ async def test_a_pro_monthly_cap_is_never_overrun(world, fake_engine, roomy_limi
     org = await _organization(world)
     overage = overage_this_month_micros(organization=org, now=timezone.now())
     assert overage <= 10 * worst, "the monthly cap was overrun"
+
+
+async def test_an_engine_reporting_impossible_counts_still_gets_its_row_written(world, fake_engine):
+    """Negative or huge counts from an engine are kept within what a usage row holds: the row
+    is written (not retried for ever) and the hold released."""
+    fake_engine.prompt_tokens = -5
+    call = await start_chat_completion(
+        await _caller(world), {"model": TEXT_MODEL, "messages": HELLO, "max_tokens": 10}
+    )
+    completion = await call.result()
+    assert completion["usage"]["prompt_tokens"] == 0
+    await settlement.drain(timeout=5)
+    assert settlement.pending_count() == 0
+    row = await UsageRecord.objects.aget(request_id=call.request_id)
+    assert row.prompt_tokens == 0
+    state = await ledger(world)
+    assert state["reserved"] == 0

@@ -82,7 +82,7 @@ async def test_one_request_is_one_reservation_of_its_own_with_its_write_ahead_re
     held = await Reservation.objects.aget(request_id=call.request_id)
     assert held.amount_micros == call.worst_case_cost_micros()
     assert (held.holder, held.model, held.team, held.project, held.source) == (
-        credit_holds.HOLDER_TOKEN,
+        credit_holds.holder_token(),
         TEXT_MODEL,
         "team-a",
         "main",
@@ -176,4 +176,33 @@ async def test_a_refused_request_never_reaches_an_engine(world, fake_engine, roo
     assert len(fake_engine.requests) == engine_calls
     for call in held:
         await call.aclose()
+    await _assert_nothing_held(world)
+
+
+async def test_a_release_the_database_refuses_is_retried_until_done(
+    world, fake_engine, monkeypatch
+):
+    """No engine takes the request, so its hold is released; the database refuses the first
+    release: it is tried again, and this process vouches for the hold until it is gone."""
+    fake_engine.behaviour["engine-a.test"] = "refuse"
+    fake_engine.behaviour["engine-b.test"] = "refuse"
+    monkeypatch.setattr(credit_holds, "RELEASE_RETRY_FIRST_SECONDS", 0.05)
+    real_release = credit_holds.release_reservation
+    failures = []
+
+    def flaky_release(**kwargs):
+        if not failures:
+            failures.append(kwargs["request_id"])
+            raise RuntimeError("database blip")
+        return real_release(**kwargs)
+
+    monkeypatch.setattr(credit_holds, "release_reservation", flaky_release)
+    with pytest.raises(errors.GatewayError):
+        await start_chat_completion(await _caller(world), {**BODY, "stream": True})
+    assert failures and credit_holds.holds_in_flight() == 1
+    for _ in range(100):
+        if credit_holds.holds_in_flight() == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert credit_holds.holds_in_flight() == 0
     await _assert_nothing_held(world)
