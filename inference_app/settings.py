@@ -6,6 +6,7 @@ Setting DATABASE_URL switches to PostgreSQL; setting REDIS_URL switches the chan
 Celery broker and the concurrency counters to Redis. The same code runs both ways.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -87,6 +88,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # The test database in a file too, as the product runs (WAL: readers never wait for the
+    # gateway's writer), not Django's shared in-memory database, whose table locks fail a
+    # reader at once while another connection writes. One file per test process.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

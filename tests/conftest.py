@@ -116,3 +116,17 @@ def artifacts_dir():
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_database_leftovers():
+    """The SQLite test database is a file per test process (see settings); Django removes the
+    file, not SQLite's -wal and -shm files beside it."""
+    yield
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name:
+        for suffix in ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                os.remove(f"{name}{suffix}")
