@@ -1,8 +1,9 @@
 """The gateway: every chat completion (API or playground) goes through `start_chat_completion`.
 
-See /work/notes/GATEWAY_CONTRACT.md for the contract; modules, one concept each:
-errors, requests (the request schema), tokens (counting), callers (who is calling),
-routing (deployments and health), engine_client (HTTP to engines), concurrency (slots),
+Modules, one concept each: admission (country block, size limit), errors, requests (the
+request schema), tokens (counting), callers (who is calling), routing (deployments and health),
+engine_client (HTTP to engines), concurrency (slots), credit_holds (each request's worst case,
+held before the engine call), settlement (usage rows, written in the background, never lost),
 pipeline (the path of one call).
 """
 

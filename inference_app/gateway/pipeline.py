@@ -90,7 +90,8 @@ async def start_chat_completion(
 
 
 class ChatCall:
-    """One admitted chat completion (see GATEWAY_CONTRACT.md)."""
+    """One admitted chat completion: its slots and hold are released, and its usage settled,
+    exactly once, however it ends (see the module docstring)."""
 
     def __init__(
         self,

@@ -231,8 +231,8 @@ async def test_gateway_errors_reach_the_pane_as_readable_messages(member, deploy
     assert error["pane"] == "down" and error["status"] == 503
     assert error["message"] == "The engine is currently overloaded, please try again later"
 
-    # Credits spent: the quota error, as the API would answer it. (Drained first: a credit
-    # slice held before the balance changed would serve for up to MAX_AGE_SECONDS more.)
+    # Credits spent: the quota error, as the API would answer it. (Drained first, so that no
+    # usage row is written after the balance is set.)
     await settlement.drain()
     await Organization.objects.filter(pk=project.team.organization_id).aupdate(balance_micros=0)
     await ws.send_json_to(run_message("broke", FAST))
