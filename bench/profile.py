@@ -29,7 +29,10 @@ BUCKETS = [
     ("Django request handling (middleware + view adapters)", ["get_response_async"]),
     ("sync middleware thread hop (asgiref SyncToAsync/AsyncToSync)", ["MiddlewareMixin.__call__"]),
     ("caller: API key + project (resolve_api_caller)", ["resolve_api_caller"]),
-    ("routing (get_route, candidates, health marks)", ["get_route", "record_success", "candidates"]),
+    (
+        "routing (get_route, candidates, health marks)",
+        ["get_route", "record_success", "candidates"],
+    ),
     ("quota: reserve_credits", ["reserve_credits"]),
     ("usage: settle_usage (row + charge + release)", ["settle_usage"]),
     ("release_reservation", ["release_reservation"]),
