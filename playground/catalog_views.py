@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
 
+from playground.chat_requests import MAX_PANES
 from playground.selectors import catalog_cards, catalog_model_find, current_project
 
 
@@ -20,7 +21,11 @@ def inference(request):
     return render(
         request,
         "inference/index.html",
-        {"models": catalog_cards(), "compare_hint": "compare" in request.GET},
+        {
+            "models": catalog_cards(),
+            "compare_hint": "compare" in request.GET,
+            "max_selected": MAX_PANES,  # Compare shows at most this many panes
+        },
     )
 
 

@@ -1,10 +1,18 @@
 // The Inference page: clicking a card (anywhere but its name or a button) selects it for a
-// comparison; each selected card then offers "Compare N models in the Playground".
+// comparison; each selected card then offers "Compare N models in the Playground". Compare
+// shows at most data-max-selected panes, and a model no engine serves cannot be picked: both
+// are said in the status line instead.
 (function () {
   "use strict";
   const grid = document.getElementById("model-cards");
   if (!grid) return;
   const selected = []; // model ids, in the order they were picked
+  const limit = Number(grid.dataset.maxSelected) || 6;
+  const status = document.getElementById("selection-status");
+
+  function say(text) {
+    if (status) status.textContent = text;
+  }
 
   function compareUrl() {
     const ids = selected.map((id) => encodeURIComponent(id).replace(/%2F/gi, "/"));
@@ -28,8 +36,19 @@
   function toggle(card) {
     const id = card.dataset.modelId;
     const at = selected.indexOf(id);
-    if (at >= 0) selected.splice(at, 1);
-    else selected.push(id);
+    if (at >= 0) {
+      selected.splice(at, 1);
+      say("");
+    } else if (card.classList.contains("unavailable")) {
+      say(`${card.dataset.modelName} is not available: no deployment serves it.`);
+      return;
+    } else if (selected.length >= limit) {
+      say(`Compare shows up to ${limit} models: unselect one to pick another.`);
+      return;
+    } else {
+      selected.push(id);
+      say("");
+    }
     refresh();
   }
 

@@ -428,3 +428,49 @@ def test_compare_works_in_the_scaled_configuration(
         assert len(rows) == 4 and {r["source"] for r in rows} == {"playground"}
     finally:
         live.stop()
+
+
+def test_unavailable_cards_cannot_be_picked_and_selection_stops_at_six(
+    page, stack, hostile_engine, artifacts_dir
+):
+    """A card no engine serves says why instead of being selected; with every model served,
+    the seventh pick is refused with a message (Compare shows six panes), so the button never
+    offers more than it opens."""
+    sign_in(page)
+    cards = page.locator(".model-card")
+    unavailable = [
+        cards.nth(i).get_attribute("data-model-id")
+        for i in range(cards.count())
+        if "unavailable" in (cards.nth(i).get_attribute("class") or "")
+    ]
+    assert unavailable, "the catalog has models without a deployment"
+    first_off = card(page, unavailable[0])
+    first_off.locator(".facts").click()
+    expect(first_off).not_to_have_class(re.compile(r"\bselected\b"))
+    expect(page.locator("#selection-status")).to_contain_text("is not available")
+
+    stack.seed(
+        {
+            "deployments": [
+                {"name": f"cap-test-{n}", "model": model_id, "base_url": hostile_engine.base_url}
+                for n, model_id in enumerate(unavailable)
+            ]
+        }
+    )
+    try:
+        page.reload()
+        ids = [cards.nth(i).get_attribute("data-model-id") for i in range(cards.count())]
+        assert len(ids) >= 7 and page.locator(".model-card.unavailable").count() == 0
+        for model_id in ids[:6]:
+            card(page, model_id).locator(".facts").click()
+        expect(page.locator("#selection-status")).to_be_hidden()
+        card(page, ids[6]).locator(".facts").click()
+        expect(card(page, ids[6])).not_to_have_class(re.compile(r"\bselected\b"))
+        expect(page.locator("#selection-status")).to_contain_text("up to 6 models")
+        expect(card(page, ids[0]).locator(".compare-btn")).to_have_text(
+            "Compare 6 models in the Playground"
+        )
+        page.screenshot(path=artifacts_dir / "inference-selection-cap.png")
+        assert page.errors == []
+    finally:
+        stack.execute("DELETE FROM inference_app_deployment WHERE name LIKE 'cap-test-%'")
