@@ -8,7 +8,7 @@ that row and each one sees the holds of those before it.
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -160,26 +160,22 @@ def reserve_credits_batch(requests: Sequence[HoldRequest]) -> list[bool]:
 
 
 @dataclasses.dataclass
-class _Held:
-    """What reserving needs of the locked organization row and its plan (read in one SELECT:
-    this runs once per request, and the ORM's model instances cost more than the SQL)."""
-
-    balance_micros: int
-    reserved_micros: int
-    overage_month: object
-    overage_micros: int
+class _HeldPlan:
     allows_overage: bool
     monthly_spend_cap_micros: int
 
-    def spendable_micros(self, *, now: datetime, credits_micros: int | None) -> int:
-        """spendable_micros, for this row (see _spendable_micros)."""
-        if not self.allows_overage:
-            return self.balance_micros - self.reserved_micros
-        # SQLite gives the DateField back as text from raw SQL, PostgreSQL as a date.
-        this_month = str(self.overage_month) == month_start(now).isoformat()
-        overage = self.overage_micros if this_month else 0
-        cap_left = max(0, self.monthly_spend_cap_micros - overage)
-        return (credits_micros or 0) - self.reserved_micros + cap_left
+
+@dataclasses.dataclass
+class _Held:
+    """What reserving needs of the locked organization row and its plan, read in one SELECT
+    (this runs once per request, and the ORM's model instances cost more than the SQL); shaped
+    like an Organization with its plan, so that _spendable_micros decides for both."""
+
+    balance_micros: int
+    reserved_micros: int
+    overage_month: date | None  # both backends give a DateField back as a date
+    overage_micros: int
+    plan: _HeldPlan
 
 
 _ORG = Organization._meta.db_table
@@ -224,7 +220,7 @@ def _lock_for_reserve(organization_id: int) -> _Held:
     if row is None:
         raise Organization.DoesNotExist(f"organization {organization_id}")
     balance, reserved, overage_month, overage, allows_overage, cap = row[-6:]
-    return _Held(balance, reserved, overage_month, overage, bool(allows_overage), cap)
+    return _Held(balance, reserved, overage_month, overage, _HeldPlan(bool(allows_overage), cap))
 
 
 def _reserve_organization(
@@ -238,7 +234,7 @@ def _reserve_organization(
         organization_id=organization_id,
         request_ids=list(dict.fromkeys(request.request_id for request in requests)),
         now=now,
-        with_credits=held_row.allows_overage,
+        with_credits=held_row.plan.allows_overage,
     )
     # Grants past their date stop counting now, not when the periodic task gets to them.
     # The credits read above already leave them out (they count unexpired grants only).
@@ -246,7 +242,7 @@ def _reserve_organization(
         org = organization_lock(organization_id=organization_id)
         credits_expire_due_locked(organization=org, now=now)
         held_row.balance_micros = org.balance_micros
-    spendable = held_row.spendable_micros(now=now, credits_micros=state["credits"])
+    spendable = _spendable_micros(organization=held_row, now=now, credits_micros=state["credits"])
     decided: dict[int, bool] = {}
     held: dict[str, HoldRequest] = {}
     for request in requests:
