@@ -51,6 +51,7 @@ class Lease:
         self.project_id = project_id
         self.request_id = request_id
         self.released = False
+        self.keeper: _LeaseKeeper | None = None  # renews it while it runs (see _keep)
 
     async def release(self) -> None:
         if self.released:
@@ -99,11 +100,8 @@ class _LeaseKeeper:
             self.task = None
 
     async def _renew(self) -> None:
-        while True:
+        while True:  # cancelled by discard() once no lease is left
             await asyncio.sleep(settings.CONCURRENCY_LEASE_SECONDS / 3)
-            self.leases = {lease for lease in self.leases if not lease.released}
-            if not self.leases:
-                return
             for lease in list(self.leases):
                 try:
                     await lease.limiter.renew(
@@ -128,14 +126,14 @@ def _keep(lease: Lease) -> None:
     keeper = _keepers.get(loop)
     if keeper is None:
         keeper = _keepers[loop] = _LeaseKeeper(loop)
+    lease.keeper = keeper
     keeper.add(lease)
 
 
 def _forget(lease: Lease) -> None:
     _live_leases.discard(lease)
-    for keeper in list(_keepers.values()):
-        if lease in keeper.leases:
-            keeper.discard(lease)
+    if lease.keeper is not None:
+        lease.keeper.discard(lease)
 
 
 @atexit.register

@@ -63,6 +63,7 @@ class Hold:
     def __init__(self, *, request_id: str, amount_micros: int) -> None:
         self.request_id = request_id
         self.amount_micros = amount_micros
+        self.heartbeat: _Heartbeat | None = None  # beats while this process vouches for it
 
     async def release_unused(self) -> None:
         """Nothing will be charged (refused, never answered): give the worst case back (now, or
@@ -208,13 +209,13 @@ def _holding_started(hold_: Hold) -> None:
     heartbeat = _heartbeats.get(loop)
     if heartbeat is None:
         heartbeat = _heartbeats[loop] = _Heartbeat(loop)
+    hold_.heartbeat = heartbeat
     heartbeat.started(hold_)
 
 
 def _holding_done(hold_: Hold) -> None:
-    for heartbeat in list(_heartbeats.values()):
-        if hold_ in heartbeat.holds:
-            heartbeat.done(hold_)
+    if hold_.heartbeat is not None:
+        hold_.heartbeat.done(hold_)
 
 
 def holds_in_flight() -> int:
