@@ -20,6 +20,8 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.http.request import split_domain_port, validate_host
 from django.urls import set_script_prefix
 
+from inference_app.gateway.admission import scope_header
+
 
 class ApiASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
@@ -103,6 +105,6 @@ def route_api_apart(*, api_app, site_app, prefix: str = "/v1/"):
 
 
 def _host_allowed(scope) -> bool:
-    host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+    host = scope_header(scope, "host") or ""
     domain, _ = split_domain_port(host)
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)

@@ -51,13 +51,13 @@ class RequestSizeLimit:
 
 
 def _content_length(scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None  # Django answers malformed headers itself
-    return None
+    value = admission.scope_header(scope, "content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None  # Django answers malformed headers itself
 
 
 async def _refuse(send, limit: int) -> None:
