@@ -13,7 +13,12 @@ import pytest
 from tests.support.clients import openai_client
 from tests.support.engines import start_fake_engine
 from tests.support.stack import Stack
-from tests.support.world import FAKE_ENGINE_OVERRIDES, FAST_MODEL, SLOW_MODEL, SLOW_UPSTREAM
+from tests.support.world import (
+    FAKE_ENGINE_OVERRIDES,
+    FAST_MODEL,
+    SLOW_MODEL,
+    fake_deployments,
+)
 
 pytestmark = pytest.mark.scaled
 
@@ -40,15 +45,7 @@ def stack(tmp_path_factory, module_postgres_database, module_redis_url, module_r
                 "users": [{"username": "cal", "organization": "crash"}],
                 "teams": [{"name": "crash", "organization": "crash", "members": ["cal"]}],
                 "projects": [{"team": "crash", "name": "one", "concurrency_limit": 1}],
-                "deployments": [
-                    {
-                        "name": "fake-slow",
-                        "model": SLOW_MODEL,
-                        "base_url": engine.base_url,
-                        "upstream_model": SLOW_UPSTREAM,
-                    },
-                    {"name": "fake-fast", "model": FAST_MODEL, "base_url": engine.base_url},
-                ],
+                "deployments": fake_deployments(engine.base_url),
                 "api_keys": [{"label": "cal", "user": "cal"}],
             }
         )

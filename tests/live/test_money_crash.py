@@ -22,7 +22,12 @@ import pytest
 from tests.support.engines import start_fake_engine
 from tests.support.processes import PYTHON, run_checked
 from tests.support.stack import Stack
-from tests.support.world import FAKE_ENGINE_OVERRIDES, FAST_MODEL, SLOW_MODEL, SLOW_UPSTREAM
+from tests.support.world import (
+    FAKE_ENGINE_OVERRIDES,
+    FAST_MODEL,
+    SLOW_MODEL,
+    fake_deployments,
+)
 
 pytestmark = pytest.mark.scaled
 
@@ -59,15 +64,7 @@ def stack(tmp_path_factory, module_postgres_database, module_redis_url, module_r
                     {"team": "crash", "name": "two", "concurrency_limit": 2},
                     {"team": "crash", "name": "answers", "concurrency_limit": 64},
                 ],
-                "deployments": [
-                    {
-                        "name": "fake-slow",
-                        "model": SLOW_MODEL,
-                        "base_url": engine.base_url,
-                        "upstream_model": SLOW_UPSTREAM,
-                    },
-                    {"name": "fake-fast", "model": FAST_MODEL, "base_url": engine.base_url},
-                ],
+                "deployments": fake_deployments(engine.base_url),
                 "api_keys": [{"label": "cal", "user": "cal"}],
             }
         )

@@ -20,7 +20,12 @@ from tests.support.engines import start_fake_engine
 from tests.support.processes import PYTHON, run_checked
 from tests.support.stack import Stack
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.world import FAKE_ENGINE_OVERRIDES, FAST_MODEL, SLOW_MODEL, SLOW_UPSTREAM
+from tests.support.world import (
+    FAKE_ENGINE_OVERRIDES,
+    FAST_MODEL,
+    SLOW_MODEL,
+    fake_deployments,
+)
 
 pytestmark = pytest.mark.scaled
 
@@ -45,15 +50,7 @@ def stack(tmp_path, fresh_postgres_database):
                 "users": [{"username": "olga", "organization": "outage"}],
                 "teams": [{"name": "outage", "organization": "outage", "members": ["olga"]}],
                 "projects": [{"team": "outage", "name": "one", "concurrency_limit": 32}],
-                "deployments": [
-                    {
-                        "name": "fake-slow",
-                        "model": SLOW_MODEL,
-                        "base_url": engine.base_url,
-                        "upstream_model": SLOW_UPSTREAM,
-                    },
-                    {"name": "fake-fast", "model": FAST_MODEL, "base_url": engine.base_url},
-                ],
+                "deployments": fake_deployments(engine.base_url),
                 "api_keys": [{"label": "olga", "user": "olga"}],
             }
         )

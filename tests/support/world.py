@@ -30,17 +30,24 @@ RIVAL_PROJECT = "rival/secret"
 BROKE_PROJECT = "broke/lab"
 
 
+def fake_deployments(fake_engine_url: str) -> list[dict]:
+    """FAST_MODEL and SLOW_MODEL served by the fake engine (seed spec entries)."""
+    return [
+        {"name": "fake-fast", "model": FAST_MODEL, "base_url": fake_engine_url},
+        {
+            "name": "fake-slow",
+            "model": SLOW_MODEL,
+            "base_url": fake_engine_url,
+            "upstream_model": SLOW_UPSTREAM,
+        },
+    ]
+
+
 def standard_world(*, fake_engine_url: str | None, embedded: bool = False) -> dict:
     deployments = [{"name": "down", "model": DOWN_MODEL, "base_url": CLOSED_ENGINE_URL}]
     if fake_engine_url:
         deployments += [
-            {"name": "fake-fast", "model": FAST_MODEL, "base_url": fake_engine_url},
-            {
-                "name": "fake-slow",
-                "model": SLOW_MODEL,
-                "base_url": fake_engine_url,
-                "upstream_model": SLOW_UPSTREAM,
-            },
+            *fake_deployments(fake_engine_url),
             {"name": "fake-vision", "model": VISION_MODEL, "base_url": fake_engine_url},
         ]
     return {
