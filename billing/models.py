@@ -79,6 +79,8 @@ class UsageRecord(models.Model):
     class Source(models.TextChoices):
         API = "api", "API"
         PLAYGROUND = "playground", "Playground"
+        COMPARE = "compare", "Compare"
+        EVALUATION = "evaluation", "Evaluation"
 
     class Status(models.TextChoices):
         OK = "ok", "OK"

@@ -1,7 +1,7 @@
 """Settling a request: its one usage row, its charge, and the release of its reservation."""
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -74,36 +74,55 @@ def settle_usage(report: UsageReport) -> UsageRecord | None:
     return settle_usage_batch([report])[0]
 
 
-def settle_usage_batch(reports: Sequence[UsageReport]) -> list[UsageRecord | None]:
+# Called in the settling transaction with the usage rows written by it (replays excluded), when
+# the caller passes no `on_written` of its own. The traces app sets it (inference_app.apps), so
+# every usage row has its call row, whoever settles it (the gateway, the lost-request sweep),
+# while billing knows nothing of traces.
+WrittenHook = Callable[[list[UsageRecord]], None]
+default_on_written: WrittenHook | None = None
+
+
+def settle_usage_batch(
+    reports: Sequence[UsageReport], *, on_written: WrittenHook | None = None
+) -> list[UsageRecord | None]:
     """settle_usage for many reports in one transaction; returns their rows in the same order.
 
     Per organization: one lock, one statement for what settling needs to know, one INSERT of the
     usage rows, one of the ledger entries and one UPDATE of the organization, however many
     reports. The result is the same as settling the reports one by one in order (a request id
     seen twice, here or before, is charged once).
+
+    `on_written` (else `default_on_written`) runs in the same transaction with the rows written
+    now, each with its final `cost_micros`: what it writes exists exactly when they do.
     """
     by_organization: dict[int, list[UsageReport]] = {}
     for report in reports:
         by_organization.setdefault(report.organization_id, []).append(report)
     now = timezone.now()
     records: dict[str, UsageRecord] = {}
+    written: list[UsageRecord] = []
+    hook = on_written or default_on_written
     with transaction.atomic():
         # Locks taken in id order, so two batches never wait on each other in a cycle.
         for organization_id in sorted(by_organization):
-            records.update(
-                _settle_organization(
-                    organization_id=organization_id,
-                    reports=by_organization[organization_id],
-                    now=now,
-                )
+            fresh, replayed = _settle_organization(
+                organization_id=organization_id,
+                reports=by_organization[organization_id],
+                now=now,
             )
+            records.update(fresh)
+            records.update(replayed)
+            written.extend(fresh.values())
+        if hook is not None and written:
+            hook(written)
     # None for a `lost` report whose hold was released meanwhile (nothing to settle).
     return [records.get(report.request_id) for report in reports]
 
 
 def _settle_organization(
     *, organization_id: int, reports: list[UsageReport], now: datetime
-) -> dict[str, UsageRecord]:
+) -> tuple[dict[str, UsageRecord], dict[str, UsageRecord]]:
+    """The rows written now, and those of replayed request ids (written before)."""
     # The row lock also serialises replays of one request id: the second one waits, then finds
     # the first one's row.
     org = organization_lock(organization_id=organization_id)
@@ -146,12 +165,13 @@ def _settle_organization(
         _charge_locked(organization=org, records=charged, now=now, updates=updates)
     elif updates:
         Organization.objects.filter(pk=org.pk).update(**updates)
+    replayed = {}
     if state["settled"]:
-        fresh.update(
-            (record.request_id, record)
+        replayed = {
+            record.request_id: record
             for record in UsageRecord.objects.filter(request_id__in=state["settled"])
-        )
-    return fresh
+        }
+    return fresh, replayed
 
 
 _RECORD_FIELDS = [

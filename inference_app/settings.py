@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "billing",
     "inference_app",
     "playground",
+    "traces",
 ]
 
 MIDDLEWARE = [
@@ -201,6 +202,12 @@ DEPLOYMENT_PROBE_SECONDS = env_float("DEPLOYMENT_PROBE_SECONDS", 2.0)
 # How long the gateway caches API keys, projects and deployments in process memory: a revoked
 # key or a changed deployment takes effect within this many seconds.
 GATEWAY_CACHE_SECONDS = env_float("GATEWAY_CACHE_SECONDS", 5.0)
+
+# Traces (traces/): every chat completion is recorded as a call, with its bodies unless the
+# project switched them off. Off only for benchmarks comparing the cost of tracing.
+TRACES_ENABLED = env_bool("YARDSTICK_TRACES", True)
+# Days calls are kept when an organization has set no retention period of its own.
+TRACE_RETENTION_DAYS = env_int("TRACE_RETENTION_DAYS", 30)
 
 LOGGING = {
     "version": 1,
