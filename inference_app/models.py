@@ -37,9 +37,7 @@ class Project(models.Model):
     # Overrides the plan's per-project concurrency limit when set.
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     # Traces keep each call's request and answer; off, only who, what, when and how much.
-    store_call_bodies = models.BooleanField(
-        "store request and response bodies", default=True
-    )
+    store_call_bodies = models.BooleanField("store request and response bodies", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0005_reservation_write_ahead'),
+        ("billing", "0005_reservation_write_ahead"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='usagerecord',
-            name='source',
-            field=models.CharField(choices=[('api', 'API'), ('playground', 'Playground'), ('compare', 'Compare'), ('evaluation', 'Evaluation')], default='api', max_length=12),
+            model_name="usagerecord",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("api", "API"),
+                    ("playground", "Playground"),
+                    ("compare", "Compare"),
+                    ("evaluation", "Evaluation"),
+                ],
+                default="api",
+                max_length=12,
+            ),
         ),
     ]

@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inference_app', '0003_catalogmodel_image_tokens_max'),
+        ("inference_app", "0003_catalogmodel_image_tokens_max"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='store_call_bodies',
-            field=models.BooleanField(default=True, verbose_name='store request and response bodies'),
+            model_name="project",
+            name="store_call_bodies",
+            field=models.BooleanField(
+                default=True, verbose_name="store request and response bodies"
+            ),
         ),
     ]
