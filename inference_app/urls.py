@@ -10,5 +10,7 @@ urlpatterns = [
     path("v1/", include("inference_app.api.urls")),
     path("", include("inference_app.web_urls")),
     path("billing/", include("billing.urls")),
+    path("traces/", include("traces.urls")),
+    path("traces/", include("traces.settings_urls")),
     path("", include("playground.urls")),
 ]

@@ -33,6 +33,7 @@ from inference_app.gateway import (
 from inference_app.gateway.callers import Caller
 from inference_app.gateway.concurrency import Lease, acquire_slots
 from inference_app.gateway.requests import ChatRequest, parse_chat_request
+from traces.reports import TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,17 @@ def new_request_id() -> str:
 
 
 async def start_chat_completion(
-    caller: Caller, body: dict, *, request_id: str | None = None
+    caller: Caller,
+    body: dict,
+    *,
+    request_id: str | None = None,
+    trace: TraceContext | None = None,
 ) -> ChatCall:
-    """Validate, admit and open one chat completion; see the module docstring."""
+    """Validate, admit and open one chat completion; see the module docstring.
+
+    `trace` places the call in a trace (a client's traceparent, a Playground session); without
+    it the call starts a trace of its own.
+    """
     request = parse_chat_request(body)
     route = await routing.get_route(request.model)
     if request.has_images and not route.supports_vision:
@@ -83,6 +92,7 @@ async def start_chat_completion(
         request_id=request_id or new_request_id(),
         prompt_estimate=prompt_estimate,
         max_tokens=max_tokens,
+        trace=trace,
     )
     await call._admit()
     await call._open()
@@ -103,8 +113,10 @@ class ChatCall:
         request_id: str,
         prompt_estimate: int,
         max_tokens: int,
+        trace: TraceContext | None = None,
     ) -> None:
         self.caller = caller
+        self.trace = trace
         self.request_id = request_id
         self.model = route.model_id
         self.stream = bool(request.stream)
