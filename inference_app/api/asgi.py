@@ -21,6 +21,7 @@ from django.http.request import split_domain_port, validate_host
 from django.urls import set_script_prefix
 
 from inference_app.gateway.admission import scope_header
+from inference_app.gateway.body_limit import API_PREFIXES
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -88,8 +89,9 @@ class ApiASGIHandler(ASGIHandler):
         body_file.close()
 
 
-def route_api_apart(*, api_app, site_app, prefix: str = "/v1/"):
-    """An ASGI app sending `prefix` paths to `api_app` and everything else to `site_app`.
+def route_api_apart(*, api_app, site_app, prefix: str | tuple[str, ...] = API_PREFIXES):
+    """An ASGI app sending `prefix` paths (/v1/ and /otel/, the OTLP endpoint) to `api_app`
+    and everything else to `site_app`.
 
     A request whose Host is not in ALLOWED_HOSTS goes to `site_app`, whose middleware refuses it
     as for any page: skipping the middleware must not skip that check.

@@ -3,8 +3,9 @@
 Django reads a whole request body (spooling it to disk past 2.5 MB) before any view runs, so
 the view's own size check would come after a multi-gigabyte upload had been received. This
 wrapper answers 413 in the API's error shape as soon as Content-Length says too much, and cuts
-off bodies without one (chunked) once they pass MAX_REQUEST_BYTES. Only /v1/ is guarded; the
-view still checks too (for callers of the Django app that do not come through here).
+off bodies without one (chunked) once they pass MAX_REQUEST_BYTES. Only /v1/ and the OTLP
+endpoint (/otel/) are guarded; the view still checks too (for callers of the Django app that do
+not come through here).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from django.conf import settings
 
 from inference_app.gateway import admission, errors
 
-API_PREFIX = "/v1/"
+# Paths answered by API keys, in the API's error shape (the OTLP endpoint is one).
+API_PREFIXES = ("/v1/", "/otel/")
 
 
 class RequestSizeLimit:
@@ -23,7 +25,7 @@ class RequestSizeLimit:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIXES):
             await self.app(scope, receive, send)
             return
         limit = settings.MAX_REQUEST_BYTES
