@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from traces.settings_views import trace_settings
+
+urlpatterns = [
+    path("settings", trace_settings, name="traces_settings"),
+]
