@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from inference_app.api.openapi import openapi_json
+from inference_app.api.otel_views import traces_export
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     # Before the API's own routes, whose catch-all would answer it 404.
     path("v1/openapi.json", openapi_json, name="api-openapi"),
     path("v1/", include("inference_app.api.urls")),
+    path("otel/v1/traces", traces_export, name="otel-traces"),
     path("", include("inference_app.web_urls")),
     path("billing/", include("billing.urls")),
     path("traces/", include("traces.urls")),
