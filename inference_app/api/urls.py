@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from inference_app.api import billing_views, views
+from inference_app.api import billing_views, generation_views, views
 
 # The OpenAI-compatible API, mounted at /v1/.
 urlpatterns = [
@@ -8,6 +8,7 @@ urlpatterns = [
     path("models/<path:model_id>", views.model_detail, name="api-model-detail"),
     path("chat/completions", views.chat_completions, name="api-chat-completions"),
     path("billing/balance", billing_views.billing_balance, name="api-billing-balance"),
+    path("generation", generation_views.generation, name="api-generation"),
 ]
 
 # Anything else under /v1/ answers in OpenAI's error shape, not Django's HTML 404.
