@@ -8,8 +8,9 @@ their access even if a team membership was left behind.
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
+from billing.models import Membership
 from inference_app.models import Profile, Project, TeamMembership
 
 
@@ -21,6 +22,20 @@ def projects_usable(*, user_id: int) -> QuerySet[Project]:
             team__organization__memberships__user_id=user_id,
         )
         .select_related("team__organization__plan")
+        .order_by("team__name", "name", "pk")
+    )
+
+
+def projects_readable(*, user_id: int) -> QuerySet[Project]:
+    """Projects whose calls the user may read: those they may use, and every project of the
+    organizations they administer (an admin answers for all of its teams' traffic)."""
+    usable = projects_usable(user_id=user_id).values("pk")
+    administered = Membership.objects.filter(user_id=user_id, role=Membership.Role.ADMIN).values(
+        "organization_id"
+    )
+    return (
+        Project.objects.filter(Q(pk__in=usable) | Q(team__organization_id__in=administered))
+        .select_related("team__organization")
         .order_by("team__name", "name", "pk")
     )
 
