@@ -47,6 +47,9 @@ class Caller:
     source: str
     user_concurrency: int
     project_concurrency: int
+    # The project's "store request and response bodies" switch (traces keep metadata only
+    # when off); cached with the other project fields, like a renamed project, for seconds.
+    store_bodies: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +168,7 @@ def _load_caller_fields(user_id: int, project_path: str | None) -> dict | bool:
         "team": project.team.name,
         "project": project.name,
         "project_id": project.pk,
+        "store_bodies": project.store_call_bodies,
         "user_concurrency": user_limit
         or plan.user_concurrency
         or settings.DEFAULT_USER_CONCURRENCY,

@@ -18,11 +18,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
+from django.conf import settings
 
 from billing.errors import QuotaExceeded
 from billing.quota import HoldRequest, release_reservation
 from billing.usage import UsageReport, usage_cost_micros
 from inference_app.gateway import (
+    call_records,
     credit_holds,
     engine_client,
     errors,
@@ -33,7 +35,7 @@ from inference_app.gateway import (
 from inference_app.gateway.callers import Caller
 from inference_app.gateway.concurrency import Lease, acquire_slots
 from inference_app.gateway.requests import ChatRequest, parse_chat_request
-from traces.reports import TraceContext
+from traces.reports import CallReport, TraceContext, new_span_id, new_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,19 @@ class ChatCall:
         self.caller = caller
         self.trace = trace
         self.request_id = request_id
+        # This call's span in its trace (a client's traceparent or a session's, else its own).
+        self.span_id = new_span_id()
+        self.trace_id = trace.trace_id if trace else new_trace_id()
+        self.parent_span_id = trace.parent_span_id if trace else ""
+        self.error_message = ""
+        # The request and the answer, for the call's trace body (call_records.py): references
+        # and one append per chunk, nothing more on the way; only when the body is stored.
+        self.request_body = body
+        self.keeps_body = caller.store_bodies and settings.TRACES_ENABLED
+        self.answer_choices: list | None = None  # a plain answer's choices
+        self.answer_deltas: dict[int, list[str]] = {}  # a stream's content, per choice
+        self.answer_tool_deltas: dict[int, list] = {}  # its tool-call fragments, per choice
+        self.answer_finish_reasons: dict[int, str] = {}
         self.model = route.model_id
         self.stream = bool(request.stream)
         self.usage: dict | None = None
@@ -278,6 +293,7 @@ class ChatCall:
             raise
         except Exception as exc:
             log.warning("engine %s failed mid-answer: %r", self.deployment, exc)
+            self.error_message = f"The engine failed mid-answer ({type(exc).__name__})."
             # A plain answer is all or nothing: the caller got nothing, so is charged nothing.
             self._charged = False
             await self._settle(status="error", http_status=500, error_code="server_error")
@@ -291,6 +307,8 @@ class ChatCall:
         completion["id"] = self.request_id
         completion["model"] = self.model
         completion.pop("timings", None)  # llama.cpp's extra; not part of the OpenAI shape
+        if self.keeps_body:
+            self.answer_choices = completion["choices"]
         for choice in completion["choices"]:
             message = choice.get("message") or {}
             self._counter.add_text(message.get("content") or "")
@@ -325,6 +343,7 @@ class ChatCall:
                     for chunk in events:
                         if "error" in chunk:
                             message = engine_client.error_message_of(chunk)
+                            self.error_message = message or "The engine reported an error."
                             error = errors.server_error(message) if message else None
                             status, http_status, error_code = "error", 500, "server_error"
                             batch.append((error or errors.server_error()).body())
@@ -343,11 +362,13 @@ class ChatCall:
                         yield batch
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("engine %s failed mid-stream: %r", self.deployment, exc)
+                self.error_message = f"The engine failed mid-stream ({type(exc).__name__})."
                 status, http_status, error_code = "error", 500, "server_error"
                 yield [errors.server_error().body()]
                 return
             except Exception:
                 log.exception("streaming %s failed", self.request_id)
+                self.error_message = "The gateway failed mid-stream."
                 status, http_status, error_code = "error", 500, "server_error"
                 yield [errors.server_error().body()]
                 return
@@ -378,17 +399,28 @@ class ChatCall:
         chunk["id"] = self.request_id
         chunk["model"] = self.model
         chunk.pop("timings", None)  # llama.cpp's extra; not part of the OpenAI shape
+        keep = self.keeps_body
         for choice in choices:
             delta = choice.get("delta") or {}
             content = delta.get("content")
+            index = choice.get("index", 0) if keep else 0
+            if type(index) is not int:
+                index = 0  # an engine's nonsense must not stop the stream
             if content:
                 self._mark_first_token()
                 self._counter.add_text(content)
-            if delta.get("tool_calls"):
+                if keep:
+                    _kept(self.answer_deltas, index).append(content)
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
                 self._mark_first_token()
-                self._counter.add_text(str(delta["tool_calls"]))
+                self._counter.add_text(str(tool_calls))
+                if keep:
+                    _kept(self.answer_tool_deltas, index).append(tool_calls)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+                if keep:
+                    self.answer_finish_reasons[index] = self.finish_reason
         return True
 
     async def aclose(self) -> None:
@@ -490,8 +522,20 @@ class ChatCall:
                 log.exception("releasing the reservation of %s failed", self.request_id)
             return
         report = self._usage_report(status=status, http_status=http_status, error_code=error_code)
-        self._settlement = await settlement.settle(report)
+        self._settlement = await settlement.settle(report, self._call_report(report))
         self._hold.settled_by(self._settlement)
+
+    def _call_report(self, usage: UsageReport) -> CallReport | None:
+        """The call's trace report, from the same finish as `usage`; None when traces are off
+        (or, never expected, it cannot be made: settlement then writes a metadata-only call,
+        and the usage row is never held back by a trace)."""
+        if not settings.TRACES_ENABLED:
+            return None
+        try:
+            return call_records.call_report(self, usage)
+        except Exception:
+            log.exception("could not make the trace report of %s", self.request_id)
+            return None
 
     def _usage_report(self, *, status: str, http_status: int, error_code: str) -> UsageReport:
         # Nothing reached the engine's answer yet (refused, cancelled while opening): nothing
@@ -524,6 +568,13 @@ class ChatCall:
         )
 
 
+def _kept(parts: dict[int, list], index: int) -> list:
+    kept = parts.get(index)
+    if kept is None:
+        kept = parts[index] = []
+    return kept
+
+
 # Calls admitted and not yet finished. When the server stops, daphne abandons running
 # requests without cancelling them, so their `finally` never runs: at exit, each is settled
 # with what it produced so far (or, not yet answered by an engine, has its hold released).
@@ -540,7 +591,7 @@ def _settle_in_flight_at_exit() -> None:
                 report = call._usage_report(
                     status="cancelled", http_status=499, error_code="server_shutdown"
                 )
-                settlement.settle_at_exit(report)
+                settlement.settle_at_exit(report, call._call_report(report))
         except Exception:
             log.exception("could not settle %s at exit", call.request_id)
     _in_flight.clear()

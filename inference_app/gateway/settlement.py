@@ -18,6 +18,10 @@ At exit what is still pending is tried once more, synchronously. A report that n
 written (the process was killed, or the database stayed down) still has its reservation, which
 names this process: the sweep settles it as `lost` (billing.lost). Replays are harmless:
 settlement is idempotent per request id.
+
+A report travels with its call's trace report (traces.CallReport, None when traces are off):
+the transaction that writes the usage rows writes their calls (call_records.calls_record_for),
+only for the rows it writes, each with its row's cost.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ import logging
 import time
 import weakref
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from billing.models import UsageRecord
 from billing.usage import UsageReport, settle_usage_batch
-from inference_app.gateway import credit_holds
+from inference_app.gateway import call_records, credit_holds
 from inference_app.gateway.db_threads import run_db, run_db_background, under_sync_caller
+from traces.reports import CallReport
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +52,15 @@ MAX_BATCH = 200
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 
-_pending: dict[str, UsageReport] = {}
+# Request id -> (usage report, call report): what is not written yet, for the exit hook.
+_pending: dict[str, tuple[UsageReport, CallReport | None]] = {}
 
 
 @dataclasses.dataclass(eq=False)
 class _Waiting:
     report: UsageReport
     written: asyncio.Future  # done once the row is committed
+    call: CallReport | None = None
     attempts: int = 0
     due: float = 0.0  # loop time of the next attempt (retries)
 
@@ -109,29 +118,30 @@ _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = (
 )
 
 
-async def settle(report: UsageReport) -> asyncio.Future | None:
+async def settle(report: UsageReport, call: CallReport | None = None) -> asyncio.Future | None:
     """Settle `report`: in the background (returns a future done once it is written) when an
     ASGI server runs the loop, at once when sync code does (its loop ends with the call, and
     the row is expected after)."""
     if under_sync_caller():
         try:
-            await run_db(_settle_now, [report])
+            await run_db(_settle_now, [(report, call)])
         except Exception:
             # Its reservation stays, naming this process: the sweep settles it as `lost`.
             log.exception("could not settle usage: %r", report)
         return None
-    return submit(report)
+    return submit(report, call)
 
 
-def submit(report: UsageReport) -> asyncio.Future:
-    """Queue `report` for the next batch; the future is done once it is written."""
+def submit(report: UsageReport, call: CallReport | None = None) -> asyncio.Future:
+    """Queue `report` (and its call) for the next batch; the future is done once it is
+    written."""
     loop = asyncio.get_running_loop()
-    _pending[report.request_id] = report
+    _pending[report.request_id] = (report, call)
     writer = _writers.get(loop)
     if writer is None:
         writer = _writers[loop] = _Writer(loop)
     written = loop.create_future()
-    writer.waiting.append(_Waiting(report=report, written=written))
+    writer.waiting.append(_Waiting(report=report, written=written, call=call))
     writer.start("writer")
     return written
 
@@ -156,7 +166,7 @@ async def _write(items: list[_Waiting]) -> list[_Waiting]:
     """Write `items` in as few transactions as their content allows; returns those that
     failed (each alone, or all of them when the database could not be reached)."""
     try:
-        await run_db_background(_settle_now, [item.report for item in items])
+        await run_db_background(_settle_now, [(item.report, item.call) for item in items])
     except (OperationalError, InterfaceError):
         log.warning("settling %d rows failed: database unreachable; retrying", len(items))
         return items
@@ -173,15 +183,28 @@ async def _write(items: list[_Waiting]) -> list[_Waiting]:
     return []
 
 
-def _settle_now(reports: list[UsageReport]) -> None:
+def _settle_now(entries: list[tuple[UsageReport, CallReport | None]]) -> None:
+    """Write the usage rows of `entries` (usage report, call report) and, in the same
+    transaction, the calls of the rows written now (replays have theirs already)."""
     started = time.monotonic()
-    settle_usage_batch(reports)
-    log.debug("settled %d in %.1f ms", len(reports), (time.monotonic() - started) * 1000)
+    _settle_with_calls(entries)
+    log.debug("settled %d in %.1f ms", len(entries), (time.monotonic() - started) * 1000)
 
 
-def settle_at_exit(report: UsageReport) -> None:
+def _settle_with_calls(entries: list[tuple[UsageReport, CallReport | None]]) -> None:
+    calls = {report.request_id: call for report, call in entries if call is not None}
+
+    def on_written(records: list[UsageRecord]) -> None:
+        # Traces off: no call rows at all (not even default_on_written's minimal ones).
+        if settings.TRACES_ENABLED:
+            call_records.calls_record_for(records, calls)
+
+    settle_usage_batch([report for report, _ in entries], on_written=on_written)
+
+
+def settle_at_exit(report: UsageReport, call: CallReport | None = None) -> None:
     """Queue a report for the exit hook (the event loop is gone: nothing runs in it any more)."""
-    _pending[report.request_id] = report
+    _pending[report.request_id] = (report, call)
 
 
 @atexit.register
@@ -190,12 +213,13 @@ def _settle_leftovers() -> None:
     _pending.clear()
     try:
         if leftovers:
-            settle_usage_batch(leftovers)
+            _settle_with_calls(leftovers)
     except Exception:
         log.warning("settling %d reports at exit failed; one by one now", len(leftovers))
-        for report in leftovers:
+        for entry in leftovers:
+            report = entry[0]
             try:
-                settle_usage_batch([report])
+                _settle_with_calls([entry])
             except Exception:
                 # The reservation stays: the sweep settles the request as `lost`.
                 log.exception("could not settle usage at exit: %r", report)
