@@ -19,6 +19,7 @@ from inference_app.gateway.errors import GatewayError
 from inference_app.gateway.model_list import get_model, list_models
 from inference_app.gateway.pipeline import ChatCall, new_request_id, start_chat_completion
 from inference_app.gateway.requests import parse_json_body
+from traces.w3c import traceparent_format, traceparent_parse
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,22 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     request.gateway_request_id = request_id = new_request_id()
     caller = await authenticate_request(request)
     body = parse_json_body(_read_body(request))
-    call = await start_chat_completion(caller, body, request_id=request_id)
+    # A client's W3C traceparent makes the call a child of its span (an invalid one is ignored,
+    # as the spec says: the call starts a trace of its own).
+    trace = traceparent_parse(request.headers.get("traceparent"))
+    call = await start_chat_completion(caller, body, request_id=request_id, trace=trace)
     if call.stream:
         return await _stream_response(call)
     completion = await call.result()
-    return json_response(completion, headers={"x-request-id": request_id})
+    return json_response(completion, headers=_call_headers(call))
+
+
+def _call_headers(call: ChatCall) -> dict:
+    """The request id, and the call's own span for the client's trace."""
+    return {
+        "x-request-id": call.request_id,
+        "traceparent": traceparent_format(trace_id=call.trace_id, span_id=call.span_id),
+    }
 
 
 async def _stream_response(call: ChatCall) -> StreamingHttpResponse:
@@ -137,7 +149,7 @@ async def _stream_response(call: ChatCall) -> StreamingHttpResponse:
         headers={
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
-            "x-request-id": call.request_id,
+            **_call_headers(call),
         },
     )
     return response
