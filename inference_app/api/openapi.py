@@ -16,6 +16,7 @@ import json
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from inference_app.api.generation_views import generation_not_found
 from inference_app.api.views import error_response
 from inference_app.gateway import errors
 from inference_app.gateway.pipeline import DEFAULT_MAX_TOKENS
@@ -925,6 +926,40 @@ data: [DONE]
 """
 
 
+_INTEGER_OR_NULL = {"type": ["integer", "null"]}
+_GENERATION = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "object",
+            "required": ["id", "trace_id", "span_id", "model", "status", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "trace_id": {"type": "string", "description": "W3C trace id (32 hex digits)."},
+                "span_id": {"type": "string", "description": "The call's span (16 hex digits)."},
+                "model": {"type": "string"},
+                "deployment": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "streamed": {"type": "boolean"},
+                "cancelled": {"type": "boolean"},
+                "status": {"enum": ["ok", "error", "cancelled", "lost"]},
+                "finish_reason": {"type": ["string", "null"]},
+                "latency": {"type": "integer", "description": "Milliseconds, start to end."},
+                "generation_time": _INTEGER_OR_NULL,
+                "time_to_first_token": _INTEGER_OR_NULL,
+                "tokens_prompt": {"type": "integer"},
+                "tokens_completion": {"type": "integer"},
+                "tokens_counted_by_gateway": {"type": "boolean"},
+                "total_cost_micros": _INTEGER_OR_NULL,
+                "total_cost": {"type": ["string", "null"], "examples": ["0.000017"]},
+                "source": {"enum": ["api", "playground", "compare", "evaluation", "otel"]},
+            },
+        }
+    },
+}
+
+
 def build_document(*, max_request_bytes: int, image_max_bytes: int) -> dict:
     """The document as a dict (tests validate it; the view serves it as JSON)."""
     return {
@@ -943,7 +978,13 @@ def build_document(*, max_request_bytes: int, image_max_bytes: int) -> dict:
                 '    messages=[{"role": "user", "content": "Hello"}])\n```\n\n'
                 "Usage is charged to the organization of the project the request names "
                 "(`OpenAI-Project: team/project`), or to your default project. Every error "
-                'has the body `{"error": {"message", "type", "param", "code"}}`.'
+                'has the body `{"error": {"message", "type", "param", "code"}}`.\n\n'
+                "OpenTelemetry: `POST /otel/v1/traces` (outside `/v1`) takes OTLP/HTTP trace "
+                "exports (`application/x-protobuf` or `application/json`, gzip allowed) with "
+                "the same key and `OpenAI-Project` header, and records the spans in the "
+                "project's traces. Set `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` to it and "
+                "`OTEL_EXPORTER_OTLP_HEADERS` to `Authorization=Bearer ys-...,"
+                "OpenAI-Project=team/project`."
             ),
         },
         "servers": [{"url": "/v1", "description": "This server"}],
@@ -952,6 +993,7 @@ def build_document(*, max_request_bytes: int, image_max_bytes: int) -> dict:
             {"name": "Chat", "description": "Text generation."},
             {"name": "Models", "description": "What can be called, with prices."},
             {"name": "Billing", "description": "Credits and usage, for organization admins."},
+            {"name": "Traces", "description": "What was recorded of your calls."},
         ],
         "paths": {
             "/chat/completions": {
@@ -1052,6 +1094,45 @@ def build_document(*, max_request_bytes: int, image_max_bytes: int) -> dict:
                             "content": {_JSON: {"schema": _ref("BillingBalance")}},
                         },
                         **_error_refs("401", "403", "500"),
+                    },
+                }
+            },
+            "/generation": {
+                "get": {
+                    "operationId": "getGeneration",
+                    "tags": ["Traces"],
+                    "summary": "A call's latency, tokens and cost",
+                    "description": "The recorded figures of one chat completion of your project, "
+                    "by its request id (the completion's `id`, also sent as `x-request-id`). "
+                    "Calls are recorded a moment after their response: a 404 just after a call "
+                    "may mean not yet.",
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "query",
+                            "required": True,
+                            "description": "The request id.",
+                            "schema": {"type": "string", "minLength": 1},
+                            "example": "chatcmpl-3f2a9c1e4b5d6a7f8e9d0c1b",
+                        },
+                        _PROJECT_HEADER,
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The call. Times in milliseconds; cost in "
+                            "micro-dollars and as a decimal string of dollars (null for calls "
+                            "that were not charged here).",
+                            "content": {_JSON: {"schema": _GENERATION}},
+                        },
+                        "404": _error_response(
+                            "No call with this id in your project (yet).",
+                            (
+                                "generation_not_found",
+                                "Not found, or not recorded yet",
+                                generation_not_found("chatcmpl-3f2a9c1e4b5d6a7f8e9d0c1b"),
+                            ),
+                        ),
+                        **_error_refs("400", "401", "403", "500"),
                     },
                 }
             },
