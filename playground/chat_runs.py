@@ -1,7 +1,8 @@
 """One pane's run: a chat completion through the gateway, streamed to the pane as small events.
 
 Every Playground and Compare call takes the gateway's one path (authorization, project,
-concurrency slots, quota, usage rows with source "playground"), exactly like an API call.
+concurrency slots, quota, usage rows with source "playground", or "compare" for a Compare session), exactly like an
+API call.
 """
 
 import asyncio
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from inference_app.gateway import GatewayError, resolve_session_caller, start_chat_completion
 from inference_app.models import CatalogModel
 from playground.chat_metrics import RunMetrics
+from traces.reports import TraceContext
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +21,7 @@ Emit = Callable[[dict], Awaitable[None]]
 # Live metrics go out at most this often per pane; deltas go out as they come.
 METRICS_INTERVAL_S = 0.25
 SOURCE = "playground"
+COMPARE_SOURCE = "compare"
 
 
 async def _prices(model_id: str) -> tuple[int, int]:
@@ -44,20 +47,29 @@ _SERVER_ERROR = _error_event(
 )
 
 
-async def pane_run(*, user, project_path: str | None, body: dict, emit: Emit) -> None:
+async def pane_run(
+    *,
+    user,
+    project_path: str | None,
+    body: dict,
+    emit: Emit,
+    trace: TraceContext | None = None,
+    source: str = SOURCE,
+) -> None:
     """Run `body` for `user` and report through `emit`: start, delta…, metrics…, done | error.
 
     Cancelling the task is how a pane is stopped: the gateway cancels the engine request and
     settles usage for what was produced, and the pane still gets a final "done" (finish_reason
     "stopped") with the tokens it got. Whatever else goes wrong ends as an "error" event: a
-    pane never stays spinning.
+    pane never stays spinning. `trace` puts the call in the page's session (its pane's
+    history); `source` is "compare" for a Compare session's runs.
     """
     metrics = RunMetrics(input_price_micros=0, output_price_micros=0)
     try:
-        caller = await resolve_session_caller(user, project_path, source=SOURCE)
+        caller = await resolve_session_caller(user, project_path, source=source)
         # The gateway validates the body before anything reads it: a model id that is no
         # text (a lone surrogate) is its 400, not a database error here.
-        call = await start_chat_completion(caller, body)
+        call = await start_chat_completion(caller, body, trace=trace)
     except GatewayError as exc:
         await emit(error_event(exc))
         return

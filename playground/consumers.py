@@ -1,9 +1,14 @@
 """The Playground/Compare websocket: one socket per page, one asyncio task per pane.
 
 Client -> server:
-  {"type": "run", "pane": "p1", "run": "r7", "model": ..., "messages": [...], "params": {...}}
+  {"type": "run", "pane": "p1", "run": "r7", "model": ..., "messages": [...], "params": {...},
+   "kind": "chat" | "compare" (the page: the run joins a trace session), "session": <the
+   session the page shows>, "draft": "d1" (the page's name for a session not yet created),
+   "panes": ["p1", "p2"] (Compare: the page's panes, in order)}
   {"type": "stop", "pane": "p1"}    {"type": "stop_all"}
 Server -> client (every event carries "pane" and the "run" it belongs to):
+  session {id, kind, draft} (the run started a new trace session; the page puts it in its
+  URL) ·
   start {request_id} · delta {content} · metrics {elapsed_ms, ttft_ms, tokens_per_s,
   prompt_tokens, completion_tokens, cost_micros} · done {finish_reason, ...metrics} ·
   error {message, code, status, param}
@@ -15,17 +20,27 @@ message from one pane never ends the others' runs.
 
 import asyncio
 import json
+import logging
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from inference_app.gateway import GatewayError, admission, errors
 from playground.chat_requests import MAX_PANES, PlaygroundRequestError, chat_body_build
-from playground.chat_runs import error_event, pane_run
+from playground.chat_runs import COMPARE_SOURCE, SOURCE, error_event, pane_run
+from playground.chat_sessions import run_session
 from playground.selectors import current_project
+from traces.models import Session
+from traces.reports import TraceContext
+from traces.sessions import pane_key
+
+logger = logging.getLogger(__name__)
 
 # "Unauthorized", in the 4000-4999 range applications may use.
 CLOSE_UNAUTHENTICATED = 4401
+# A run from the Playground ("chat") or Compare page belongs to a trace session (its history);
+# a run message without a kind (a script on the socket) runs without one.
+KINDS = ("chat", "compare")
 # Pane and run ids are short names the page makes up ("p1", "r7"); every event echoes them.
 MAX_ID_CHARS = 100
 
@@ -43,6 +58,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         self.runs: dict[str, asyncio.Task] = {}
+        # Sessions this socket created, by (kind, draft): the runs a page sends before it hears
+        # of its new session (every pane of a first Compare message) join that one session.
+        self.created_sessions: dict[tuple[str, str], str] = {}
         if user is None or not user.is_authenticated:
             # Closing before accept() refuses the handshake (HTTP 403 to the browser).
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -123,15 +141,62 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._stop([pane])  # a rerun replaces the pane's current run
         user = self.scope["user"]
         project = await sync_to_async(current_project)(user=user)
+        trace, source = None, SOURCE
+        if project is not None and message.get("kind") in KINDS:
+            session = await self._session(message, user=user, project=project, pane=pane, body=body)
+            if session is not None:
+                trace = TraceContext(
+                    trace_id=session.trace_id, session_id=session.id, pane=pane_key(pane)
+                )
+                if session.kind == Session.Kind.COMPARE:
+                    source = COMPARE_SOURCE
         task = asyncio.create_task(
             pane_run(
-                user=user, project_path=project.path if project else None, body=body, emit=emit
+                user=user,
+                project_path=project.path if project else None,
+                body=body,
+                emit=emit,
+                trace=trace,
+                source=source,
             )
         )
         self.runs[pane] = task
         task.add_done_callback(
             lambda t: self.runs.pop(pane, None) if self.runs.get(pane) is t else None
         )
+
+    async def _session(self, message: dict, *, user, project, pane: str, body: dict):
+        """The trace session this run writes to (a new one is announced to the page)."""
+        kind = message["kind"]
+        fallback_key = (kind, _id(message.get("draft")) or "")
+        try:
+            session, created = await sync_to_async(run_session)(
+                user_id=user.pk,
+                project=project,
+                session_id=_id(message.get("session")),
+                fallback_id=self.created_sessions.get(fallback_key),
+                kind=kind,
+                pane=pane,
+                body=body,
+                pane_order=message.get("panes"),
+            )
+        except Exception:
+            # History is a convenience: the chat itself still runs (without a session).
+            logger.exception("playground session could not be written")
+            return None
+        if created:
+            self.created_sessions[fallback_key] = session.id
+            await self._send_event(
+                {
+                    "type": "session",
+                    "id": session.id,
+                    "kind": session.kind,
+                    "draft": fallback_key[1],
+                    "pane": pane,
+                    "run": message.get("run"),
+                }
+            )
+        return session
 
     async def _session_alive(self) -> bool:
         session = self.scope.get("session")
