@@ -111,3 +111,9 @@ def record_call(
     costs = {request_id: cost_micros} if gateway and cost_micros is not None else {}
     calls_record(reports=[report], costs=costs)
     return report
+
+
+def listed(response) -> list[str]:
+    """The span ids of the rows on a Traces list page, in order."""
+    html = response.content.decode()
+    return [part[:16] for part in html.split('data-testid="call-')[1:]]

@@ -8,7 +8,14 @@ from datetime import UTC, timedelta
 import pytest
 from django.utils import timezone
 
-from tests.traces.page_world import MODEL, OTHER_MODEL, PASSWORD, make_member, record_call
+from tests.traces.page_world import (
+    MODEL,
+    OTHER_MODEL,
+    PASSWORD,
+    listed,
+    make_member,
+    record_call,
+)
 from traces.forms import CallFilterForm
 from traces.models import Call
 from traces.selectors import CallFilters, Cursor, calls_page
@@ -22,16 +29,6 @@ def alice(client):
     user, project = make_member("alice")
     client.login(username="alice", password=PASSWORD)
     return user, project
-
-
-def listed(response) -> list[str]:
-    """The span ids of the rows on a list page, in order."""
-    html = response.content.decode()
-    spans = []
-    marker = 'data-testid="call-'
-    for part in html.split(marker)[1:]:
-        spans.append(part[:16])
-    return spans
 
 
 # --- the list -------------------------------------------------------------------------------
