@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 from opentelemetry import propagate
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -32,6 +33,7 @@ def tracer_provider(stack, key: str, project: str) -> TracerProvider:
         endpoint=f"{stack.url}/otel/v1/traces",
         headers={"Authorization": f"Bearer {key}", "OpenAI-Project": project},
         timeout=10,
+        compression=Compression.Gzip,  # OTEL_EXPORTER_OTLP_COMPRESSION=gzip
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
