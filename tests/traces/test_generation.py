@@ -152,3 +152,18 @@ async def test_another_project_of_the_same_user_gets_404(world):
 async def test_post_is_405(world):
     response = await AsyncClient().post(URL + "?id=x", headers=world.headers())
     assert response.status_code == 405
+
+
+async def test_a_real_call_through_the_gateway_has_the_ledgers_cost(world):
+    response = await gateway_world.post_chat(
+        world, {"model": gateway_world.TEXT_MODEL, "messages": gateway_world.HELLO}
+    )
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    [row] = await gateway_world.usage_rows()  # settled: the call is written with its row
+    data = (await get(world, query=f"?id={request_id}")).json()["data"]
+    assert data["id"] == request_id and data["source"] == "api"
+    assert data["total_cost_micros"] == row.cost_micros == 17
+    assert (data["tokens_prompt"], data["tokens_completion"]) == (7, 5)
+    assert data["model"] == gateway_world.TEXT_MODEL and data["deployment"] == "text-a"
+    assert response.headers["traceparent"] == f"00-{data['trace_id']}-{data['span_id']}-01"
