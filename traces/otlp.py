@@ -256,7 +256,7 @@ def span_report(
         return None, "no start time"
     started_at = _time(span.start_time_unix_nano)
     if not oldest <= started_at <= newest:
-        return None, "start time outside the project's retention period"
+        return None, "start time before the retention period or more than a day ahead"
     ended_at = None
     duration_ms = 0
     if span.end_time_unix_nano >= span.start_time_unix_nano:
