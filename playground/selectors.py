@@ -4,7 +4,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from billing.selectors import administers_any_organization
 from inference_app.models import ApiKey, CatalogModel, Deployment, Project
-from inference_app.projects import project_for_user, projects_usable
+from inference_app.projects import project_for_user, projects_readable, projects_usable
 
 
 def _with_served(qs: QuerySet[CatalogModel]) -> QuerySet[CatalogModel]:
@@ -35,6 +35,12 @@ def user_projects(*, user) -> QuerySet[Project]:
 def current_project(*, user) -> Project | None:
     """The project a request without one runs in: the same rule as the API's."""
     return project_for_user(user_id=user.pk, path=None)
+
+
+def readable_project_ids(*, user) -> list[int]:
+    """The projects whose calls and sessions the user may read (the traces access rule: the
+    projects they may use, and every project of an organization they administer)."""
+    return list(projects_readable(user_id=user.pk).values_list("pk", flat=True))
 
 
 def header_context(*, user) -> dict:

@@ -17,6 +17,7 @@ from django.db.models import Sum
 from traces.cleaning import clean_json, clean_text
 from traces.models import Call, CallBody, Session
 from traces.reports import new_trace_id
+from traces.selectors import call_detail
 
 TITLE_CHARS = 80
 # Call.pane's size: a pane id is stored the same way in the layout and on its calls.
@@ -324,20 +325,16 @@ def sessions_recent(*, user_id: int, project_id: int, limit: int = 30) -> list[d
 
 
 def call_for_playground(*, project_ids: Iterable[int], span_id) -> dict | None:
-    """A gateway call's request, as the Playground loads it ("Open in Playground"):
-    {model, system_prompt, params, messages} (messages with the answer last), or None when the
-    call is not readable here or has no stored body."""
+    """A call's request, as the Playground loads it ("Open in Playground"): {span_id, model,
+    system_prompt, params, messages (the answer last), bodies_missing}, or None when the call
+    is not readable here."""
     if not isinstance(span_id, str) or not span_id:
         return None
-    call = (
-        Call.objects.filter(project_id__in=list(project_ids), span_id=span_id)
-        .order_by("-started_at")
-        .first()
-    )
+    call = call_detail(project_ids=list(project_ids), span_id=span_id)
     if call is None:
         return None
-    body = _body_of(call) if call.has_body else None
-    inputs = body.inputs if body is not None else {}
+    body = call.body
+    inputs = body.inputs if body is not None and isinstance(body.inputs, dict) else {}
     messages = conversation_of(inputs, body.output if body is not None else {})
     return {
         "span_id": call.span_id,

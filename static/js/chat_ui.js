@@ -62,6 +62,17 @@
     return params;
   };
 
+  // Parameters of a restored session (or of a call opened in the Playground) into the panel.
+  Y.applyParams = function (root, params) {
+    for (const [name, value] of Object.entries(params || {})) {
+      const input = root.querySelector(`[data-param="${name}"]`);
+      if (!input) continue;
+      input.value = name === "stop" ? (Array.isArray(value) ? value.join("\n") : "") : String(value);
+      const out = root.querySelector(`[data-out="${name}"]`);
+      if (out) out.textContent = input.value;
+    }
+  };
+
   // A message's text, whether its content is a string or OpenAI content parts.
   Y.contentText = (content) =>
     Array.isArray(content) ? content.filter((p) => p.type === "text").map((p) => p.text).join("\n") : content;
@@ -138,6 +149,49 @@
       "        print(chunk.usage)",
     ].join("\n");
     return { curl, python };
+  };
+
+  // ---- the page's trace session --------------------------------------------------------------
+  // What the page restores (a session, or a call opened in the Playground), from json_script.
+  const restoreEl = document.getElementById("restore-data");
+  Y.restore = restoreEl ? JSON.parse(restoreEl.textContent) : null;
+  let draftSeq = 0;
+  // The session the page's runs write to. Until the server names one (a "session" event), runs
+  // carry a draft name: the server puts every run of one draft into one new session.
+  Y.ChatSession = class {
+    constructor(kind, onChange) {
+      this.kind = kind;
+      this.onChange = onChange || (() => {});
+      this.id = (Y.restore && Y.restore.session) || null;
+      this.draft = `d${++draftSeq}`;
+    }
+    fields() { return { kind: this.kind, session: this.id, draft: this.draft }; }
+    adopt(event) {
+      if (event.draft !== this.draft || this.id === event.id) return;
+      this.id = event.id;
+      this.syncUrl();
+    }
+    reset() {
+      this.id = null;
+      this.draft = `d${++draftSeq}`;
+      this.syncUrl();
+    }
+    // ?session=<id> in the address, so a reload (or a copied link) comes back to it.
+    syncUrl() {
+      const url = new URL(window.location.href);
+      if (this.id) url.searchParams.set("session", this.id);
+      else url.searchParams.delete("session");
+      url.searchParams.delete("from_call");
+      history.replaceState(null, "", url);
+      this.onChange(this);
+    }
+  };
+  // Restored messages in a conversation (answers render through the Markdown sanitizer).
+  Y.restoreMessages = function (conversation, messages) {
+    conversation.messages = (messages || []).map((m) => ({
+      role: m.role, content: m.content, streaming: false, error: null, meta: null,
+    }));
+    conversation.render();
   };
 
   // ---- the websocket -------------------------------------------------------------------------
@@ -371,8 +425,9 @@
   // ---- one pane's run ------------------------------------------------------------------------
   let runCounter = 0;
   Y.PaneRun = class {
-    constructor({ socket, paneId, conversation, onChange }) {
+    constructor({ socket, paneId, conversation, onChange, context }) {
       this.socket = socket;
+      this.context = context || (() => ({}));
       this.paneId = paneId;
       this.conversation = conversation;
       this.onChange = onChange || (() => {});
@@ -391,7 +446,9 @@
       this.conversation.render();
       this.startedAt = performance.now();
       this.live = { elapsed_ms: 0 };
-      this.socket.send({ type: "run", pane: this.paneId, run: this.runId, model, messages, params });
+      this.socket.send({
+        type: "run", pane: this.paneId, run: this.runId, model, messages, params, ...this.context(),
+      });
       this.onChange(this);
     }
     stop() { if (this.running) this.socket.send({ type: "stop", pane: this.paneId }); }

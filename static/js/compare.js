@@ -18,8 +18,13 @@
   let attachments = null;
   let ticker = null;
 
+  const session = new Y.ChatSession("compare");
   const socket = new Y.ChatSocket({
     onEvent: (event) => {
+      if (event.type === "session") {
+        session.adopt(event);
+        return;
+      }
       for (const pane of panes) {
         if (event.type === "connection_lost" || event.pane === pane.id) pane.run.handle(event);
       }
@@ -29,7 +34,8 @@
 
   function syncUrl() {
     const ids = panes.map((p) => encodeURIComponent(p.select.value).replace(/%2F/gi, "/"));
-    history.replaceState(null, "", `${location.pathname}?models=${ids.join(",")}`);
+    const sessionPart = session.id ? `&session=${encodeURIComponent(session.id)}` : "";
+    history.replaceState(null, "", `${location.pathname}?models=${ids.join(",")}${sessionPart}`);
   }
 
   function refreshChrome() {
@@ -60,10 +66,18 @@
   }
   function tick() { panes.forEach(showMetrics); }
 
-  function addPane(modelId, copyFrom) {
+  // `restored`: a pane of a restored session (its id, parameters and messages come back).
+  function addPane(modelId, copyFrom, restored) {
     if (panes.length >= MAX) return;
     const el = template.content.firstElementChild.cloneNode(true);
-    const pane = { id: `p${++paneSeq}`, el };
+    let id = `p${++paneSeq}`;
+    if (restored && !panes.some((p) => p.id === restored.pane)) {
+      // The pane keeps its id: its next run continues that pane's history in the session.
+      id = restored.pane;
+      const n = parseInt(id.replace(/^p/, ""), 10);
+      if (n >= paneSeq) paneSeq = n;
+    }
+    const pane = { id, el };
     el.dataset.pane = pane.id;
     pane.select = el.querySelector("[data-model-select]");
     pane.label = el.querySelector("[data-pane-label]");
@@ -78,6 +92,7 @@
         pane.params.querySelector(`[data-param="${src.dataset.param}"]`).value = src.value;
       });
     }
+    if (restored) Y.applyParams(pane.params, restored.params);
     pane.conversation = new Y.Conversation(el.querySelector("[data-messages]"), {
       onRetry: (index) => {
         if (pane.run.running) return;
@@ -88,6 +103,7 @@
     });
     pane.run = new Y.PaneRun({
       socket, paneId: pane.id, conversation: pane.conversation,
+      context: () => ({ ...session.fields(), panes: panes.map((p) => p.id) }),
       onChange: () => {
         el.querySelector('[data-action="stop"]').disabled = !pane.run.running;
         showMetrics(pane);
@@ -118,6 +134,7 @@
     panes.push(pane);
     panesEl.appendChild(el);
     Y.bindParams(pane.params, pane.select.value);
+    if (restored) Y.restoreMessages(pane.conversation, restored.messages);
     showMetrics(pane);
     refreshChrome();
     return pane;
@@ -195,10 +212,15 @@
   document.getElementById("clear-all").addEventListener("click", () => {
     socket.send({ type: "stop_all" });
     panes.forEach((p) => p.conversation.clear());
+    session.reset(); // the next message starts a new comparison (the old one stays in History)
+    syncUrl();
   });
 
+  // A restored session (?session=): every pane with its model, parameters and messages.
   const initial = JSON.parse(document.getElementById("pane-models").textContent);
-  initial.forEach((id) => addPane(id));
+  const restoredPanes = (Y.restore && Y.restore.panes) || [];
+  if (Y.restore) systemPrompt.value = Y.restore.system_prompt || "";
+  initial.forEach((id, i) => addPane(id, null, restoredPanes[i]));
   syncUrl();
   prompt.focus();
 })();

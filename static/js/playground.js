@@ -35,9 +35,12 @@
     },
     onResend: () => { if (!run.running) start(); },
   });
+  const newChat = root.querySelector("[data-new-session]");
+  const session = new Y.ChatSession("chat");
   const socket = new Y.ChatSocket({
     onEvent: (event) => {
-      if (event.type === "connection_lost" || event.pane === PANE) run.handle(event);
+      if (event.type === "session") session.adopt(event);
+      else if (event.type === "connection_lost" || event.pane === PANE) run.handle(event);
     },
     onStatus: Y.showSocketStatus,
   });
@@ -45,6 +48,7 @@
     socket,
     paneId: PANE,
     conversation,
+    context: () => session.fields(),
     onChange: () => {
       sendButton.hidden = run.running;
       stopButton.hidden = !run.running;
@@ -98,6 +102,7 @@
     const url = new URL(window.location.href);
     url.searchParams.set("model", currentModel);
     history.replaceState(null, "", url);
+    newChatLink();
     updateCode();
   });
   $("#composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
@@ -106,6 +111,7 @@
   $("#clear-chat").addEventListener("click", () => {
     run.stop();
     conversation.clear();
+    session.reset(); // the next message starts a new chat (the old one stays in History)
     lastBody = null;
     updateCode();
   });
@@ -123,6 +129,20 @@
     });
   });
   for (const el of [prompt, systemPrompt, paramsRoot]) el.addEventListener("input", updateCode);
+
+  // "New chat" keeps the model in use.
+  function newChatLink() {
+    if (newChat) newChat.href = `${location.pathname}?model=${encodeURIComponent(currentModel)}`;
+  }
+  // A restored session (?session=) or a call opened here (?from_call=): its messages, system
+  // prompt and parameters (the model was chosen by the server).
+  const restored = Y.restore && Y.restore.panes && Y.restore.panes[0];
+  if (restored) {
+    systemPrompt.value = Y.restore.system_prompt || "";
+    Y.applyParams(paramsRoot, restored.params || Y.restore.params);
+    Y.restoreMessages(conversation, restored.messages);
+  }
+  newChatLink();
   Y.bindParams(paramsRoot, currentModel);
   prompt.focus();
 })();
