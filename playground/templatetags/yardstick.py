@@ -1,8 +1,11 @@
 """Display helpers for catalog numbers and money (integer micro-dollars)."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from playground.selectors import header_context
 
@@ -43,6 +46,16 @@ def usd_micros(value: int) -> str:
     text = f"{dollars:.6f}".rstrip("0")
     whole, _, frac = text.partition(".")
     return f"${whole}.{frac.ljust(2, '0')}"
+
+
+@register.filter
+def ago(value) -> str:
+    """A past time as "just now" or "5 minutes ago" (the largest unit only)."""
+    if value is None:
+        return ""
+    if timezone.now() - value < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(value, depth=1)} ago"
 
 
 @register.simple_tag(takes_context=True)

@@ -1,0 +1,172 @@
+"""The Playground's history in Debian's Chromium against the product run for real (daphne, the
+gateway writing calls on settlement, bench's fake engine): a chat survives a reload, and a
+Compare session reopened from the History menu comes back with every pane. Screenshots go to
+test-artifacts/."""
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.stack import CLOSED_ENGINE_URL, Stack, sqlite_database_url
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "live-test-password"
+FAST = "meta-llama/Llama-3.1-8B-Instruct"
+FAST_2 = "microsoft/Phi-4-mini-instruct"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, fake_engine):
+    var_dir = tmp_path_factory.mktemp("history-stack")
+    live = Stack(
+        database_url=sqlite_database_url(var_dir),
+        var_dir=var_dir,
+        embedded_engine_url=CLOSED_ENGINE_URL,
+    )
+    live.migrate()
+    live.seed(
+        {
+            "organizations": [{"slug": "acme", "plan": "free"}],
+            "users": [
+                {
+                    "username": "alice",
+                    "organization": "acme",
+                    "role": "admin",
+                    "concurrency_limit": 20,
+                }
+            ],
+            "teams": [{"name": "acme", "organization": "acme", "members": ["alice"]}],
+            "projects": [{"team": "acme", "name": "main", "default_for": ["alice"]}],
+            "deployments": [
+                {
+                    "name": name,
+                    "model": model,
+                    "base_url": fake_engine.base_url,
+                    "upstream_model": "fast-model",
+                }
+                for name, model in (("fake-fast", FAST), ("fake-fast-2", FAST_2))
+            ],
+        }
+    )
+    live.start_servers(1)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_executable):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_executable, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=stack.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+def sign_in(page):
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/inference/")
+
+
+def session_of(page) -> str:
+    page.wait_for_url("**session=*")
+    return page.url.split("session=")[1].split("&")[0]
+
+
+def wait_for_calls(stack, session_id: str, count: int, timeout: float = 15) -> None:
+    """Calls are written when their usage settles, a moment after the answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = stack.query(
+            "SELECT COUNT(*) AS n FROM traces_call WHERE session_id = %s", (session_id,)
+        )
+        if rows[0]["n"] >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"session {session_id}: fewer than {count} calls after {timeout} s")
+
+
+def test_a_chat_survives_a_reload(page, stack, artifacts_dir):
+    sign_in(page)
+    page.goto(f"/playground/?model={FAST}")
+    page.fill("#system-prompt", "You are a yardstick.")
+    page.fill('[data-param="max_tokens"]', "40")
+    page.fill("#prompt", "How long is a yard?")
+    page.keyboard.press("Enter")
+    page.locator(".msg-assistant [data-metric=finish]").wait_for()
+    answer = page.locator(".msg-assistant .msg-content").inner_text()
+    assert answer.strip()
+    session_id = session_of(page)
+    wait_for_calls(stack, session_id, 1)
+
+    page.reload()
+
+    expect(page.locator(".msg-user .msg-content")).to_have_text("How long is a yard?")
+    expect(page.locator(".msg-assistant .msg-content")).to_have_text(answer)
+    expect(page.locator("#system-prompt")).to_have_value("You are a yardstick.")
+    expect(page.locator('[data-param="max_tokens"]')).to_have_value("40")
+    assert page.locator("[data-model-select]").input_value() == FAST
+    # The next message continues the same session.
+    page.fill("#prompt", "And a metre?")
+    page.keyboard.press("Enter")
+    # (A restored answer has no live metrics: only the new one shows "finish".)
+    expect(page.locator(".msg-assistant")).to_have_count(2)
+    page.locator(".msg-assistant [data-metric=finish]").wait_for()
+    wait_for_calls(stack, session_id, 2)
+    assert session_of(page) == session_id
+    assert page.errors == []
+
+
+def test_a_compare_session_reopened_from_history_restores_every_pane(page, stack, artifacts_dir):
+    sign_in(page)
+    page.goto(f"/playground/compare?models={FAST},{FAST_2}")
+    page.click("#add-pane")
+    expect(page.locator(".pane")).to_have_count(3)
+    page.locator(".pane").nth(2).locator("[data-model-select]").select_option(FAST_2)
+    page.fill("#prompt", "Name a unit of length.")
+    page.keyboard.press("Enter")
+    expect(page.locator(".pane .msg-assistant.streaming")).to_have_count(0)
+    expect(page.locator(".pane .msg-assistant")).to_have_count(3)
+    answers = page.locator(".pane .msg-assistant .msg-content").all_inner_texts()
+    session_id = session_of(page)
+    wait_for_calls(stack, session_id, 3)
+
+    # Somewhere else, then back through the History menu.
+    page.goto("/playground/")
+    page.click(".history-menu > summary")
+    item = page.locator(f'.history-item[data-session="{session_id}"]')
+    expect(item).to_be_visible()
+    expect(item).to_contain_text("Name a unit of length.")
+    expect(item).to_contain_text("Compare")
+    page.screenshot(path=str(artifacts_dir / "playground-history-1440.png"))
+    item.click()
+    page.wait_for_url(f"**/playground/compare?*session={session_id}*")
+
+    panes = page.locator(".pane")
+    expect(panes).to_have_count(3)
+    models = [panes.nth(i).locator("[data-model-select]").input_value() for i in range(3)]
+    assert models == [FAST, FAST_2, FAST_2]
+    for i in range(3):
+        expect(panes.nth(i).locator(".msg-user .msg-content")).to_have_text(
+            "Name a unit of length."
+        )
+        expect(panes.nth(i).locator(".msg-assistant .msg-content")).to_have_text(answers[i])
+    page.screenshot(path=str(artifacts_dir / "compare-restored-1440.png"))
+    assert page.errors == []
