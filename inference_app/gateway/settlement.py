@@ -192,7 +192,11 @@ def _settle_now(entries: list[tuple[UsageReport, CallReport | None]]) -> None:
 
 
 def _settle_with_calls(entries: list[tuple[UsageReport, CallReport | None]]) -> None:
-    calls = {report.request_id: call for report, call in entries if call is not None}
+    # First one wins for a request id seen twice in a batch, as for its usage row.
+    calls: dict[str, CallReport] = {}
+    for report, call in entries:
+        if call is not None:
+            calls.setdefault(report.request_id, call)
 
     def on_written(records: list[UsageRecord]) -> None:
         # Traces off: no call rows at all (not even default_on_written's minimal ones).

@@ -445,3 +445,17 @@ def test_a_usage_row_settled_directly_gets_a_metadata_only_call(pro_org):
     assert Call.objects.get(request_id=other.request_id).project_id == (
         call_records.UNKNOWN_PROJECT_ID
     )
+
+
+@pytest.mark.django_db
+def test_the_exit_hook_keeps_the_calls_bodies(pro_org, monkeypatch):
+    """A report left for the exit hook (the loop is gone) is written with its call and body."""
+    # Not this test's business: the process's holder stays (other tests run after this one).
+    monkeypatch.setattr(settlement.credit_holds, "forget_holder_at_exit", lambda: None)
+    report = make_report(pro_org)
+    settlement.settle_at_exit(report, _call_report_for(report))
+    settlement._settle_leftovers()
+    [call] = Call.objects.filter(request_id=report.request_id)
+    assert call.has_body and call.cost_micros == UsageRecord.objects.get().cost_micros
+    assert CallBody.objects.get().output["content"] == "hi"
+    assert settlement.pending_count() == 0
