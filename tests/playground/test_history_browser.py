@@ -36,10 +36,11 @@ def stack(tmp_path_factory, fake_engine):
                     "organization": "acme",
                     "role": "admin",
                     "concurrency_limit": 20,
-                }
+                },
+                {"username": "carol", "organization": "acme", "role": "member"},
             ],
-            "teams": [{"name": "acme", "organization": "acme", "members": ["alice"]}],
-            "projects": [{"team": "acme", "name": "main", "default_for": ["alice"]}],
+            "teams": [{"name": "acme", "organization": "acme", "members": ["alice", "carol"]}],
+            "projects": [{"team": "acme", "name": "main", "default_for": ["alice", "carol"]}],
             "deployments": [
                 {
                     "name": name,
@@ -77,9 +78,9 @@ def page(browser, stack):
     context.close()
 
 
-def sign_in(page):
+def sign_in(page, username="alice"):
     page.goto("/accounts/login/")
-    page.fill("input[name=username]", "alice")
+    page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url("**/inference/")
@@ -170,3 +171,50 @@ def test_a_compare_session_reopened_from_history_restores_every_pane(page, stack
         expect(panes.nth(i).locator(".msg-assistant .msg-content")).to_have_text(answers[i])
     page.screenshot(path=str(artifacts_dir / "compare-restored-1440.png"))
     assert page.errors == []
+
+
+def test_a_member_reads_a_shared_chat_and_continues_it_in_a_copy(
+    browser, page, stack, artifacts_dir
+):
+    sign_in(page)
+    page.goto(f"/playground/?model={FAST}")
+    page.fill("#prompt", "Share this <b>please</b>")
+    page.keyboard.press("Enter")
+    page.locator(".msg-assistant [data-metric=finish]").wait_for()
+    answer = page.locator(".msg-assistant .msg-content").inner_text()
+    session_id = session_of(page)
+    wait_for_calls(stack, session_id, 1)
+
+    other = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=stack.url)
+    carol = other.new_page()
+    carol.set_default_timeout(15_000)
+    errors = []
+    carol.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        sign_in(carol, "carol")
+        carol.goto(f"/playground/s/{session_id}")
+        expect(carol.locator(".session-view")).to_contain_text("Read-only")
+        expect(carol.locator(".msg-user .msg-content")).to_have_text("Share this <b>please</b>")
+        expect(carol.locator(".msg-assistant .msg-content")).to_have_text(answer)
+        assert carol.locator(".msg-user b").count() == 0  # text, not markup
+        carol.screenshot(path=str(artifacts_dir / "playground-session-readonly-1440.png"))
+
+        carol.click("#continue")
+        carol.wait_for_url("**/playground/?session=*")
+        copy_id = session_of(carol)
+        assert copy_id != session_id
+        expect(carol.locator(".msg-assistant .msg-content")).to_have_text(answer)
+        carol.fill("#prompt", "Go on")
+        carol.keyboard.press("Enter")
+        expect(carol.locator(".msg-assistant")).to_have_count(2)
+        carol.locator(".msg-assistant [data-metric=finish]").wait_for()
+        wait_for_calls(stack, copy_id, 1)
+        assert session_of(carol) == copy_id
+        # Alice's session got nothing from Carol.
+        rows = stack.query(
+            "SELECT COUNT(*) AS n FROM traces_call WHERE session_id = %s", (session_id,)
+        )
+        assert rows[0]["n"] == 1
+        assert errors == []
+    finally:
+        other.close()
