@@ -26,6 +26,15 @@
     });
   }
 
+  // Empty filters stay out of the URL: a shared link says only what was chosen.
+  document.body.addEventListener("htmx:configRequest", (event) => {
+    if (!event.detail.elt.closest || !event.detail.elt.closest("#trace-filters")) return;
+    const data = event.detail.formData;
+    Array.from(data.keys()).forEach((key) => {
+      if (data.getAll(key).every((value) => value === "")) data.delete(key);
+    });
+  });
+
   // A message's text: a string, or the text parts of a list of parts (images are stored as
   // a note like "[image/png, 412 KB omitted]").
   function textOf(content) {

@@ -105,6 +105,7 @@ def record_call(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         finish_reason="stop" if gateway else "",
+        stream=bool(inputs.get("stream")),
         inputs=inputs if bodies else None,
         output={"content": answer, "finish_reason": "stop"} if bodies else None,
     )
