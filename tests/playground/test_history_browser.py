@@ -132,6 +132,14 @@ def test_a_chat_survives_a_reload(page, stack, artifacts_dir):
     page.locator(".msg-assistant [data-metric=finish]").wait_for()
     wait_for_calls(stack, session_id, 2)
     assert session_of(page) == session_id
+    # On a phone the History menu stays on the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.click(".history-menu > summary")
+    panel = page.locator(".history-panel")
+    expect(panel.locator(f'[data-session="{session_id}"]')).to_be_visible()
+    box = panel.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    page.screenshot(path=str(artifacts_dir / "playground-history-390.png"))
     assert page.errors == []
 
 
