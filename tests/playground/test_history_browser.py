@@ -226,3 +226,37 @@ def test_a_member_reads_a_shared_chat_and_continues_it_in_a_copy(
         assert errors == []
     finally:
         other.close()
+
+
+def test_open_in_playground_from_a_calls_page_loads_its_conversation(page, stack, artifacts_dir):
+    sign_in(page)
+    page.goto(f"/playground/?model={FAST_2}")
+    page.fill("#system-prompt", "Answer in one line.")
+    page.fill('[data-param="max_tokens"]', "33")
+    page.fill("#prompt", "What is a rod?")
+    page.keyboard.press("Enter")
+    page.locator(".msg-assistant [data-metric=finish]").wait_for()
+    answer = page.locator(".msg-assistant .msg-content").inner_text()
+    session_id = session_of(page)
+    wait_for_calls(stack, session_id, 1)
+    span_id = stack.query("SELECT span_id FROM traces_call WHERE session_id = %s", (session_id,))[
+        0
+    ]["span_id"]
+
+    # A fresh page, then the call's page and its Open in Playground.
+    page.goto(f"/traces/{span_id}")
+    page.click("[data-testid=open-in-playground]")
+    page.wait_for_url(f"**/playground/?from_call={span_id}")
+
+    expect(page.locator(".msg-user .msg-content")).to_have_text("What is a rod?")
+    expect(page.locator(".msg-assistant .msg-content")).to_have_text(answer)
+    expect(page.locator("#system-prompt")).to_have_value("Answer in one line.")
+    expect(page.locator('[data-param="max_tokens"]')).to_have_value("33")
+    assert page.locator("[data-model-select]").input_value() == FAST_2
+    # Going on from there is a new chat of its own.
+    page.fill("#prompt", "And a chain?")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg-assistant")).to_have_count(2)
+    new_id = session_of(page)
+    assert new_id != session_id and "from_call" not in page.url
+    assert page.errors == []
