@@ -60,9 +60,10 @@ def _insert(reports: Sequence[CallReport], costs: Mapping[str, int], *, with_bod
         calls.append(call_row(report, cost_micros=costs.get(report.request_id), has_body=has_body))
         if has_body:
             bodies.append(body_row(report))
-    Call.objects.bulk_create(calls)
+    # A span sent twice (an exporter's retry racing the first send) is written once.
+    Call.objects.bulk_create(calls, ignore_conflicts=True)
     if bodies:
-        CallBody.objects.bulk_create(bodies)
+        CallBody.objects.bulk_create(bodies, ignore_conflicts=True)
 
 
 def call_row(report: CallReport, *, cost_micros: int | None, has_body: bool) -> Call:

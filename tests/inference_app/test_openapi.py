@@ -31,6 +31,7 @@ def test_schemathesis_loads_every_operation():
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} == {
         "POST /chat/completions",
+        "GET /generation",
         "GET /models",
         "GET /models/{model}",
         "GET /billing/balance",
