@@ -16,6 +16,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from inference_app.models import CatalogModel, Project, TeamMembership
 from inference_app.projects import project_for_user, projects_readable
@@ -65,6 +66,9 @@ def _team_users(project: Project) -> list[tuple[int, str]]:
 
 @require_GET
 @login_required
+# The same URL answers rows (htmx) or the page: without Vary, Back after leaving the list shows
+# the browser's cached rows alone, without the page around them.
+@vary_on_headers("HX-Request")
 def traces_list(request):
     readable = list(projects_readable(user_id=request.user.pk))
     project = _list_project(request, readable)

@@ -170,6 +170,8 @@ def test_an_htmx_request_gets_only_the_rows(client, alice):
     assert html.lstrip().startswith('<div id="rows"')
     assert "<html" not in html and 'id="trace-filters"' not in html
     assert listed(response) == [call.span_id]
+    # One URL, two answers: a browser must not show cached rows alone on Back.
+    assert "HX-Request" in response["Vary"]
     # Back after a pushed URL: htmx asks for the whole page.
     restore = client.get(
         "/traces/",

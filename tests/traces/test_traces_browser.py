@@ -137,8 +137,18 @@ def test_filter_back_and_a_calls_tree(
             expect(rows).to_have_count(9)
             expect(page.locator("input[name=model]")).to_have_value("")
 
-            # Open the gateway call made inside the OpenTelemetry span (a click on its row).
-            page.locator(f'[data-testid="call-{child.span_id}"] td').nth(3).click()
+            # Filter by the other model, open a call from there and come Back to the filter.
+            page.fill("input[name=model]", MODEL)
+            page.press("input[name=model]", "Enter")
+            page.wait_for_url("**model=meta-llama%2FLlama-3.1-8B-Instruct*")
+            expect(rows).to_have_count(5)
+            page.locator(f'[data-testid="call-{child.span_id}"] td').nth(3).click()  # the row
+            page.wait_for_url(f"{base}/traces/{child.span_id}")
+            page.go_back()
+            page.wait_for_url("**/traces/?*model=meta-llama%2FLlama-3.1-8B-Instruct*")
+            expect(rows).to_have_count(5)
+            expect(page.locator("input[name=model]")).to_have_value(MODEL)
+            page.go_forward()
             page.wait_for_url(f"{base}/traces/{child.span_id}")
             tree = page.get_by_test_id("waterfall")
             expect(tree.locator(".wf-row")).to_have_count(2)
@@ -164,6 +174,25 @@ def test_filter_back_and_a_calls_tree(
                 "run_chat"
             )
             assert dialogs == [] and errors == []
+        finally:
+            browser.close()
+
+
+def test_a_new_project_shows_how_to_make_a_first_call(
+    transactional_db, live_server, chromium_executable, artifacts_dir
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    make_member("ada")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_executable, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        try:
+            _sign_in(page, live_server.url)
+            expect(page.get_by_test_id("traces-empty")).to_contain_text("No calls in team-ada/main")
+            expect(page.locator("#first-call-snippet")).to_contain_text("$YARDSTICK_API_KEY")
+            _fits(page, 390)
+            page.screenshot(path=str(artifacts_dir / "traces-empty-390.png"), full_page=True)
         finally:
             browser.close()
 
