@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
+from django.utils import timezone
 
 from billing.models import Membership, UsageRecord
-from inference_app.accounts import project_create
+from inference_app.accounts import default_project_set, project_create, team_create
 from inference_app.catalog import sync_catalog
 from inference_app.gateway import settlement
 from inference_app.models import CatalogModel, Deployment
+from playground.templatetags.yardstick import ago
 from tests.playground.socket_client import FAST, connect, next_event
 from tests.traces.test_sessions import (
     MODEL,
@@ -367,8 +370,6 @@ def test_an_organization_admin_outside_the_team_reads_but_does_not_write(team_wo
     alice, carol, _bob, project = team_world
     session = chat_session(project, carol)
     # alice administers the organization; move carol's session to a team alice is not in.
-    from inference_app.accounts import team_create
-
     other_team = team_create(organization=project.team.organization, name="other-team")
     hidden = project_create(team=other_team, name="hidden")
     Session.objects.filter(id=session.id).update(project_id=hidden.pk)
@@ -426,3 +427,25 @@ def test_open_in_playground_loads_a_readable_call(team_world):
     assert data["panes"][0]["params"] == {"max_tokens": 100}
     assert client_for(bob).get(f"/playground/?from_call={span_id}").status_code == 404
     assert client_for(carol).get("/playground/?from_call=ffffffffffffffff").status_code == 404
+
+
+def test_ones_own_session_from_another_project_opens_read_only_with_continue(team_world):
+    alice, _carol, _bob, project = team_world
+    session = chat_session(project, alice)
+    lab = project_create(team=project.team, name="lab")
+    default_project_set(user=alice, project=lab)  # alice switched to "lab"
+    client = client_for(alice)
+
+    page = client.get(f"/playground/?session={session.id}")
+    assert page.status_code == 302 and page["Location"] == f"/playground/s/{session.id}"
+    html = client.get(page["Location"]).content.decode()
+    assert "Your session, in another project" in html and 'id="continue"' in html
+    copy = client.post(f"/playground/s/{session.id}/continue")
+    assert Session.objects.get(copied_from=session.id).project_id == lab.pk
+    assert copy.status_code == 302
+
+
+def test_ago_says_just_now_then_the_largest_unit():
+    now = timezone.now()
+    assert ago(now - timedelta(seconds=20)) == "just now"
+    assert ago(now - timedelta(hours=3, minutes=5)) == "3\xa0hours ago"
