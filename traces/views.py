@@ -21,6 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 from inference_app.models import CatalogModel, Project, TeamMembership
 from inference_app.projects import project_for_user, projects_readable
 from playground.catalog_views import api_base_url
+from playground.selectors import served_models
 from traces.forms import CallFilterForm, default_filters
 from traces.selectors import call_detail, calls_page, trace_spans
 from traces.snippets import call_as_curl, call_as_python
@@ -109,10 +110,17 @@ def traces_list(request):
             CatalogModel.objects.order_by("model_id").values_list("model_id", flat=True)
         ),
         "base_url": api_base_url(request),
+        "example_model": _example_model() if not rows else "",
     }
     # A history restore (Back after htmx pushed the URL) wants the whole page.
     partial = request.htmx and not request.htmx.history_restore_request
     return render(request, "traces/list.html#rows" if partial else "traces/list.html", context)
+
+
+def _example_model() -> str:
+    """A model the first-call example can really run: the first one an engine serves."""
+    served = served_models()
+    return served[0].model_id if served else "meta-llama/Llama-3.1-8B-Instruct"
 
 
 def _is_filtered(params) -> bool:
