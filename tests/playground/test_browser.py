@@ -425,7 +425,12 @@ def test_compare_works_in_the_scaled_configuration(
                 expect(pane.locator(".msg-assistant strong")).to_have_text("bold")
             context.close()
         rows = live.usage_rows_since([], expect=4)
-        assert len(rows) == 4 and {r["source"] for r in rows} == {"playground"}
+        assert len(rows) == 4 and {r["source"] for r in rows} == {"compare"}
+        # Each Compare page is one trace session, on PostgreSQL's partitioned calls table too.
+        calls = live.query("SELECT session_id, cost_micros, request_id FROM traces_call")
+        assert len(calls) == 4 and len({call["session_id"] for call in calls}) == 2
+        costs = {row["request_id"]: row["cost_micros"] for row in rows}
+        assert all(call["cost_micros"] == costs[call["request_id"]] for call in calls)
     finally:
         live.stop()
 
