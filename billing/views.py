@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from billing.forms import date_range, usage_filters
 from billing.models import Organization
@@ -88,6 +89,9 @@ def _chart_data(rows, filters) -> dict:
 
 @require_GET
 @login_required
+# One URL answers htmx (rows only) and full-page requests: without Vary, Back could show the
+# browser's cached rows with no page around them.
+@vary_on_headers("HX-Request")
 def billing_usage(request):
     organization, organizations = _billing_organization(request)
     form, filters = usage_filters(request.GET)

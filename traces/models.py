@@ -82,6 +82,8 @@ class Call(models.Model):
                 condition=~models.Q(status="ok"),
             ),
             models.Index(fields=["project_id", "trace_id"], name="traces_call_trace"),
+            # A call's page and Open in Playground look a call up by its span id.
+            models.Index(fields=["project_id", "span_id"], name="traces_call_span"),
             models.Index(
                 fields=["request_id"],
                 name="traces_call_request",
