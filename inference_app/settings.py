@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "inference_app",
     "playground",
     "traces",
+    "evaluations",
 ]
 
 MIDDLEWARE = [
