@@ -46,6 +46,8 @@ lint: install
 
 bench: install
 	$(PY) -m bench.run
+	$(PY) -m bench.tracing_cost
+	$(PY) -m bench.traces_page
 
 clean:
 	rm -rf $(VENV) var staticfiles test-artifacts
