@@ -15,4 +15,5 @@ urlpatterns = [
     path("traces/", include("traces.urls")),
     path("traces/", include("traces.settings_urls")),
     path("", include("playground.urls")),
+    path("", include("evaluations.urls")),
 ]
