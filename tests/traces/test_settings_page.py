@@ -116,3 +116,44 @@ def test_another_organizations_admin_cannot_see_or_touch_this_one(client, acme):
 def test_login_required(client):
     response = client.get(URL)
     assert response.status_code == 302 and "login" in response["Location"]
+
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1440, 390])
+def test_admin_changes_the_settings_in_a_browser(
+    transactional_db, acme, live_server, chromium_executable, artifacts_dir, width
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    org, project, _admin, _member = acme
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_executable, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(f"{live_server.url}/accounts/login/?next={URL}")
+            page.fill("input[name=username]", "ada")
+            page.fill("input[name=password]", "pw")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{live_server.url}{URL}")
+            box = page.get_by_test_id("store-bodies")
+            expect(box).to_be_checked()
+            expect(page.get_by_text("within 5 seconds")).to_be_visible()
+            page.screenshot(path=str(artifacts_dir / f"trace-settings-{width}.png"), full_page=True)
+            box.uncheck()
+            page.get_by_test_id("retention-days").fill("14")
+            page.get_by_role("button", name="Save").click()
+            expect(page.get_by_text("Trace settings saved.")).to_be_visible()
+            expect(page.get_by_test_id("store-bodies")).not_to_be_checked()
+            expect(page.get_by_test_id("retention-days")).to_have_value("14")
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            assert errors == []
+        finally:
+            browser.close()
+    project.refresh_from_db()
+    assert project.store_call_bodies is False
+    assert retention_days_for(organization_id=org.pk) == 14
