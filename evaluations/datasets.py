@@ -159,11 +159,14 @@ def _csv_rows(text: str, *, delimiter: str) -> Iterator[tuple[int, dict]]:
         line, start = start, reader.line_num + 1
         if not values or (len(values) == 1 and not values[0].strip()):
             continue  # a blank line
-        if sum(len(value.encode("utf-8")) for value in values) > MAX_ROW_BYTES:
+        # The row's size as its text (values and separators; quotes aside).
+        if sum(len(value.encode("utf-8")) for value in values) + len(values) - 1 > MAX_ROW_BYTES:
             raise DatasetError(line, "the row is over 1 MB")
         if len(values) != len(names):
             raise DatasetError(
-                line, f"{len(values)} values, but the header names {len(names)} columns"
+                line,
+                f"{len(values)} value{'s' * (len(values) != 1)}, "
+                f"but the header names {len(names)} columns",
             )
         yield line, _csv_row(dict(zip(names, values, strict=True)), line)
 
