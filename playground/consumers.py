@@ -5,6 +5,9 @@ Client -> server:
    "kind": "chat" | "compare" (the page: the run joins a trace session), "session": <the
    session the page shows>, "draft": "d1" (the page's name for a session not yet created),
    "panes": ["p1", "p2"] (Compare: the page's panes, in order)}
+  A blind arena pane sends "arena": {"match": <match id>, "pane": <index>} instead of a model:
+  the model and parameters come from the voter's match (evaluations/arena_runs.py), the run
+  joins no trace session, and its events carry no cost and no model name.
   {"type": "stop", "pane": "p1"}    {"type": "stop_all"}
 Server -> client (every event carries "pane" and the "run" it belongs to):
   session {id, kind, draft} (the run started a new trace session; the page puts it in its
@@ -25,6 +28,7 @@ import logging
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from evaluations.arena_runs import blind_pane
 from inference_app.gateway import GatewayError, admission, errors
 from playground.chat_requests import MAX_PANES, PlaygroundRequestError, chat_body_build
 from playground.chat_runs import COMPARE_SOURCE, SOURCE, error_event, pane_run
@@ -113,6 +117,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._refuse(pane, None, "A run id is a short name.")
             return
         emit = self._emitter(pane, run)
+        blind = None
         try:
             if self.refusal is not None:
                 raise self.refusal
@@ -120,11 +125,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             admission.check_size(size)
             if pane not in self.runs and len(self.runs) >= MAX_PANES:
                 raise errors.invalid_request(f"At most {MAX_PANES} panes run at once.")
-            body = chat_body_build(
-                model=message.get("model"),
-                messages=message.get("messages"),
-                params=message.get("params"),
-            )
+            model, params = message.get("model"), message.get("params")
+            if "arena" in message:
+                blind = await sync_to_async(blind_pane)(
+                    arena=message["arena"], voter_id=self.scope["user"].pk
+                )
+                model, params = blind.model, blind.params
+                emit = blind.wrap(emit)
+            body = chat_body_build(model=model, messages=message.get("messages"), params=params)
         except PlaygroundRequestError as exc:
             await emit(error_event(errors.invalid_request(str(exc), param=exc.param)))
             return
@@ -142,7 +150,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         user = self.scope["user"]
         project = await sync_to_async(current_project)(user=user)
         trace, source = None, SOURCE
-        if project is not None and message.get("kind") in KINDS:
+        if blind is not None:
+            # No trace session: its layout (the History menu) would name the pane's model.
+            source = COMPARE_SOURCE
+        elif project is not None and message.get("kind") in KINDS:
             session = await self._session(message, user=user, project=project, pane=pane, body=body)
             if session is not None:
                 trace = TraceContext(

@@ -204,6 +204,14 @@
   Y.bindComposerKeys(prompt, send);
   for (const el of [prompt, systemPrompt]) el.addEventListener("input", () => panes.forEach(showCode));
   stopAll.addEventListener("click", () => socket.send({ type: "stop_all" }));
+  // Blind battle: the arena's set-up with this page's models ticked.
+  const blind = document.getElementById("blind-battle");
+  if (blind) {
+    blind.addEventListener("click", () => {
+      const ids = panes.map((p) => encodeURIComponent(p.select.value)).join(",");
+      blind.href = `${blind.pathname}?models=${ids}`;
+    });
+  }
   addButton.addEventListener("click", () => {
     const last = panes[panes.length - 1];
     addPane(last ? last.select.value : (Y.models[0] || {}).id, last);
