@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from evaluations import stats
+from evaluations import selectors, stats
 from evaluations.models import Evaluation, Leaderboard, Prediction
 
 METRICS = {
@@ -32,8 +32,6 @@ CALL_METRICS = {"cost_per_item", "latency_p50"}
 # Lower is better for these unless the column says otherwise.
 MINIMIZED_BY_DEFAULT = CALL_METRICS
 MAX_COLUMNS = 20
-# Fixed so a page shows the same interval on every load.
-_SEED = 20_251_130
 
 
 class LeaderboardInvalid(Exception):
@@ -252,47 +250,38 @@ def _model_labels(evaluation: Evaluation) -> dict[int, str]:
 
 def run_metrics(evaluation: Evaluation) -> dict[str, dict[str, Any]]:
     """Per model label: per scorer {mean, pass_rate} cells, plus cost_per_item and latency_p50
-    cells. Only done predictions count; an item's trials are folded before the interval."""
+    cells. The figures are the evaluation page's own (selectors.evaluation_summary), so both
+    pages show the same interval; the pass rate's interval is added here, over the same folded
+    items (an item's pass rate is the share of its trials that passed)."""
     labels = _model_labels(evaluation)
-    rows = Prediction.objects.filter(
-        evaluation=evaluation, status=Prediction.Status.DONE
-    ).values_list("model_index", "row_index", "scores", "cost_micros", "latency_ms")
-    # model -> row -> lists over trials
-    scores: dict[int, dict[str, dict[int, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
-    passes: dict[int, dict[str, dict[int, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
-    costs: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    latencies: dict[int, list[float]] = defaultdict(list)
-    for model_index, row_index, row_scores, cost, latency in rows:
-        for scorer, result in (row_scores or {}).items():
-            if not isinstance(result, dict) or result.get("score") is None:
-                continue
-            scores[model_index][scorer][row_index].append(float(result["score"]))
-            passes[model_index][scorer][row_index].append(1.0 if result.get("passed") else 0.0)
-        costs[model_index][row_index].append(float(cost or 0))
-        if latency is not None:
-            latencies[model_index].append(float(latency))
-
-    def interval(per_row: dict[int, list[float]]) -> Cell:
-        folded = [sum(v) / len(v) for _, v in sorted(per_row.items()) if v]
-        result = stats.mean_ci(folded, seed=_SEED)
-        return Cell(result.mean, result.low, result.high, len(folded))
-
+    cells = selectors.evaluation_cells(evaluation)
     metrics: dict[str, dict[str, Any]] = {}
-    for index, label in labels.items():
-        per_scorer = {
-            scorer: {"mean": interval(per_row), "pass_rate": interval(passes[index][scorer])}
-            for scorer, per_row in scores[index].items()
-        }
-        cost = interval(costs[index])
-        p50 = stats.percentile(latencies[index], 50)
-        metrics[label] = {
+    for model in selectors.evaluation_summary(evaluation, cells=cells):
+        index = model["index"]
+        per_scorer = {}
+        for name, summary in model["scorers"].items():
+            pass_rates = []
+            for (_, model_index), cell in sorted(cells.items()):
+                if model_index != index:
+                    continue
+                passes = [
+                    1.0 if p.scores[name].get("passed") else 0.0
+                    for p in cell.scored
+                    if isinstance(p.scores, dict)
+                    and isinstance(p.scores.get(name), dict)
+                    and isinstance(p.scores[name].get("score"), int | float)
+                ]
+                if passes:
+                    pass_rates.append(sum(passes) / len(passes))
+            rate = stats.mean_ci(pass_rates, seed=selectors.BOOTSTRAP_SEED)
+            per_scorer[name] = {
+                "mean": Cell(summary["mean"], summary["low"], summary["high"], summary["n"]),
+                "pass_rate": Cell(rate.mean, rate.low, rate.high, len(pass_rates)),
+            }
+        metrics[labels.get(index, model["model"])] = {
             "scorers": per_scorer,
-            "cost_per_item": cost,
-            "latency_p50": Cell(p50, None, None, len(latencies[index])),
+            "cost_per_item": Cell(model["cost_per_item_micros"], None, None, model["items"]),
+            "latency_p50": Cell(model["p50_ms"], None, None, model["items"]),
         }
     return metrics
 
@@ -382,7 +371,9 @@ def leaderboard_table(leaderboard: Leaderboard) -> dict[str, Any]:
         {
             "model": label,
             "cells": [
-                cell.as_dict() if (cell := per_model.get(label)) else None
+                cell.as_dict()
+                if (cell := per_model.get(label)) is not None and cell.value is not None
+                else None
                 for per_model in cells_by_column
             ],
         }

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.organizations import membership_set, organization_create
-from evaluations import leaderboards, stats
+from evaluations import leaderboards, selectors, stats
 from evaluations.leaderboards import LeaderboardInvalid, leaderboard_create, leaderboard_table
 from evaluations.models import Dataset, DatasetVersion, Evaluation, Prediction
 from inference_app.accounts import team_add_member
@@ -173,7 +173,7 @@ def test_table_values_intervals_best_and_chart(tenant):
     table = leaderboard_table(board)
     assert [row["model"] for row in table["rows"]] == ["m/dear", "m/cheap"]
     dear, cheap = table["rows"]
-    expected = stats.mean_ci([1.0, 0.0, 1.0, 1.0], seed=leaderboards._SEED)
+    expected = stats.mean_ci([1.0, 0.0, 1.0, 1.0], seed=selectors.BOOTSTRAP_SEED)
     assert cheap["cells"][0] == {
         "value": 0.75,
         "low": expected.low,
@@ -183,7 +183,8 @@ def test_table_values_intervals_best_and_chart(tenant):
     assert expected.low < 0.75 < expected.high <= 1.0
     # A constant sample: zero-width interval, as the data says.
     assert dear["cells"][0] == {"value": 1.0, "low": 1.0, "high": 1.0, "n": 4}
-    assert cheap["cells"][1]["value"] == 0.75
+    # The pass rate has its interval too (every item here passes or fails as it scores).
+    assert cheap["cells"][1] == cheap["cells"][0]
     assert cheap["cells"][2]["value"] == 100 and dear["cells"][2]["value"] == 900
     assert cheap["cells"][3] == {"value": 65.0, "low": None, "high": None, "n": 4}
     assert dear["cells"][3]["value"] == 230.0
@@ -300,7 +301,7 @@ def test_detail_page_shows_intervals_best_and_good_enough(tenant):
     low, high = table["rows"][1]["cells"][0]["low"], table["rows"][1]["cells"][0]["high"]
     assert f"0.75 [{low:.2f}, {high:.2f}]" in html
     assert "1.00 [1.00, 1.00]" in html
-    assert "$0.0001 [$0.0001, $0.0001]" in html
+    assert 'data-sort="100">$0.0001</td>' in html and ">$0.0009</td>" in html
     assert 'class="num best"' in html
     assert "good enough" in html and 'id="lb-chart-data"' in html
     assert "chart.umd.min.js" in html
