@@ -262,11 +262,13 @@ def dataset_name_problem(name: Any) -> str | None:
 
 def row_messages(row: dict, system_prompt: str = "") -> list[dict]:
     """The chat a row sends to a model: its `messages`, or its `input` as one user message,
-    after the evaluation's system prompt (if any)."""
-    messages = (
-        list(row["messages"]) if "messages" in row else [{"role": "user", "content": row["input"]}]
-    )
-    if system_prompt:
+    after the evaluation's system prompt (unless the row's chat starts with its own), as
+    evaluations.runner builds it."""
+    if "messages" in row:
+        messages = [dict(message) for message in row["messages"]]
+    else:
+        messages = [{"role": "user", "content": row["input"]}]
+    if system_prompt and messages[0].get("role") != "system":
         messages.insert(0, {"role": "system", "content": system_prompt})
     return messages
 

@@ -8,7 +8,10 @@ worst case, from the catalog's prices.
   MIN_LIKELY_TOKENS, at most max_tokens), or half of max_tokens when the row has none.
 - Each call is rounded up to a whole micro-dollar, as billing rounds each request.
 - An llm_judge scorer makes one judge call per prediction: its prompt is the judge's messages
-  (rubric, row, the answer), its answer at most JUDGE_MAX_TOKENS.
+  (rubric, the row's variables, the answer), its answer at most JUDGE_MAX_TOKENS. Its worst
+  case counts the answer twice over as prompt, as evaluations.runner bounds it (the answer's
+  tokens are estimated again as text), so the estimate's worst case is the sum of what the
+  runner holds against the budget, prediction by prediction.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def prediction_body(row: dict, spec: Mapping[str, Any], system_prompt: str) -> d
     """The chat request a prediction sends (the runner sends this, plus its stream options)."""
     params = dict(spec.get("params") or {})
     params.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
-    return {"model": spec["model"], "messages": row_messages(row, system_prompt), **params}
+    return {**params, "model": spec["model"], "messages": row_messages(row, system_prompt)}
 
 
 def likely_completion_tokens(row: dict, max_tokens: int) -> int:
@@ -78,7 +81,11 @@ def _judge_prompt_tokens(
     from evaluations.scorers import judge_messages
 
     args = scorer.get("args") or {}
-    body = {"model": args["model"], "messages": judge_messages(args.get("rubric", ""), row, "")}
+    variables = {k: v for k, v in row.items() if k != "messages"}
+    body = {
+        "model": args["model"],
+        "messages": judge_messages(args.get("rubric", ""), variables, ""),
+    }
     return count_prompt_tokens(body)
 
 
@@ -111,9 +118,10 @@ def evaluation_estimate(
             worst += _cost(model_prices, prompt, max_tokens)
             for judge, prompts in zip(judges, judge_prompts, strict=True):
                 judge_prices = prices[judge["args"]["model"]]
-                # The answer is in the judge's prompt: about 1 token per completion token.
-                likely += _cost(judge_prices, prompts[row_index] + completion, JUDGE_LIKELY_TOKENS)
-                worst += _cost(judge_prices, prompts[row_index] + max_tokens, JUDGE_MAX_TOKENS)
+                # The answer is in the judge's prompt.
+                prompt = prompts[row_index]
+                likely += _cost(judge_prices, prompt + completion, JUDGE_LIKELY_TOKENS)
+                worst += _cost(judge_prices, prompt + 2 * max_tokens, JUDGE_MAX_TOKENS)
         predictions = len(rows) * trials
         per_model.append(
             {

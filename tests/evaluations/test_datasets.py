@@ -376,3 +376,18 @@ def test_calls_without_a_body_or_of_another_project_are_refused():
     with pytest.raises(DatasetError):
         dataset_from_calls(organization_id=ORG, project_id=PROJECT, name="d", calls=[])
     assert not Dataset.objects.exists()
+
+
+def test_row_messages_puts_the_system_prompt_first_unless_the_row_has_one():
+    from evaluations.datasets import row_messages
+
+    assert row_messages({"input": "hi"}, "Be brief.") == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+    own = [{"role": "system", "content": "Mine."}, {"role": "user", "content": "hi"}]
+    row = {"messages": own}
+    assert row_messages(row, "Be brief.") == own
+    assert row_messages({"input": "hi"}) == [{"role": "user", "content": "hi"}]
+    row_messages(row, "")[0]["content"] = "changed"
+    assert own[0]["content"] == "Mine."  # the row is not changed through the copy

@@ -415,3 +415,55 @@ def test_cancel_leaves_an_ended_evaluation_alone_and_hides_other_projects():
     assert ended.status == Evaluation.Status.COMPLETED
     assert ended.finished_at is None
     assert not evaluation.predictions.filter(status=Prediction.Status.SKIPPED).exists()
+
+
+@pytest.mark.django_db
+def test_the_worst_case_is_what_the_runner_holds_against_the_budget():
+    """The estimate's worst case, with the gateway's estimator and the catalog's prices, is the
+    sum of the runner's worst case per prediction (what it commits before each call)."""
+    runner = pytest.importorskip("evaluations.runner")
+    from inference_app.gateway.tokens import estimate_prompt_tokens
+    from inference_app.models import CatalogModel
+
+    llama, deepseek = "meta-llama/Llama-3.1-8B-Instruct", "deepseek-ai/DeepSeek-V3-0324"
+    prices = {
+        m.model_id: (m.input_price_micros, m.output_price_micros)
+        for m in CatalogModel.objects.filter(model_id__in=[llama, deepseek])
+    }
+    assert len(prices) == 2
+    rows = [
+        {"input": "What is the capital of France?", "expected": "Paris", "topic": "geo"},
+        {
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Café ou thé ? Réponds en un mot."},
+            ],
+            "expected": "Café",
+        },
+        {"input": "Write a haiku about rain."},
+    ]
+    evaluation = create(
+        make_version(rows=rows, name="cross-check"),
+        model_specs=[
+            {"model": llama, "params": {"max_tokens": 64}},
+            {"model": deepseek, "params": {"temperature": 0.5}},
+        ],
+        scorers=[
+            EXACT,
+            {
+                "name": "judge",
+                "scorer": "llm_judge",
+                "args": {"model": deepseek, "rubric": "Does it answer {input}?"},
+            },
+        ],
+        system_prompt="Answer in one word.",
+        trials=2,
+        prices=prices,
+        count_prompt_tokens=lambda body: estimate_prompt_tokens(body, image_tokens=0),
+    )
+    held = sum(
+        runner.worst_case_micros(evaluation, prediction, rows[prediction.row_index])
+        for prediction in evaluation.predictions.all()
+    )
+    assert held == evaluation.worst_case_micros
+    assert 0 < evaluation.estimate_micros < evaluation.worst_case_micros
