@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from evaluations.estimates import DEFAULT_MAX_TOKENS, evaluation_estimate
@@ -247,23 +247,49 @@ def evaluation_create(
             status=Evaluation.Status.QUEUED,
             trace_id=secrets.token_hex(16),
         )
-        Prediction.objects.bulk_create(
+        _predictions_insert(
+            evaluation,
             [
-                Prediction(
-                    evaluation=evaluation,
-                    row_index=row_index,
-                    model_index=model_index,
-                    trial=trial,
-                    model=spec["model"],
-                    status=Prediction.Status.PENDING,
-                )
+                (row_index, model_index, trial, spec["model"])
                 for row_index in range(len(rows))
                 for model_index, spec in enumerate(clean_models)
                 for trial in range(trials)
             ],
-            batch_size=2000,
         )
     return evaluation
+
+
+def _predictions_insert(evaluation: Evaluation, keys: list[tuple[int, int, int, str]]) -> None:
+    """Pending predictions for (row_index, model_index, trial, model) keys, by executemany:
+    bulk_create spends ~0.3 ms a row preparing 19 values one by one, which for 60,000
+    predictions (10,000 rows x 6 models) is 20 s in a web request. Every other column is the
+    same in all rows: its value is prepared once, as the ORM would save it."""
+    connection = connections[router.db_for_write(Prediction)]
+    fields = [f for f in Prediction._meta.concrete_fields if not f.primary_key]
+    template = Prediction(evaluation=evaluation, status=Prediction.Status.PENDING)
+    varying = ["row_index", "model_index", "trial", "model"]
+    constant = {
+        f.name: f.get_db_prep_save(f.pre_save(template, add=True), connection)
+        for f in fields
+        if f.name not in varying
+    }
+    base = [constant.get(f.name) for f in fields]
+    positions = [(i, varying.index(f.name)) for i, f in enumerate(fields) if f.name in varying]
+    quote = connection.ops.quote_name
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        quote(Prediction._meta.db_table),
+        ", ".join(quote(f.column) for f in fields),
+        ", ".join(["%s"] * len(fields)),
+    )
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), 5000):
+            batch = []
+            for key in keys[start : start + 5000]:
+                row = base.copy()
+                for position, index in positions:
+                    row[position] = key[index]
+                batch.append(row)
+            cursor.executemany(sql, batch)
 
 
 def evaluation_cancel(*, evaluation_id: int, project_ids: Sequence[int]) -> Evaluation:

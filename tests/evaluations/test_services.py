@@ -206,6 +206,26 @@ def test_create_writes_the_evaluation_and_rows_x_models_x_trials_predictions():
 
 
 @pytest.mark.django_db
+def test_predictions_are_written_as_the_orm_would_write_them():
+    evaluation = create(make_version())
+    written = evaluation.predictions.order_by("row_index", "model_index").first()
+    assert written.evaluation_id == evaluation.pk
+    assert (written.row_index, written.model_index, written.trial) == (0, 0, 0)
+    assert written.model == MODEL_A
+    assert written.status == Prediction.Status.PENDING
+    assert written.scores == {}
+    assert (written.attempts, written.prompt_tokens, written.cost_micros) == (0, 0, 0)
+    assert (written.output, written.error, written.request_id) == ("", "", "")
+    assert written.latency_ms is None and written.claimed_until is None
+    assert written.updated_at is not None
+    # The runner's updates work on them.
+    Prediction.objects.filter(pk=written.pk).update(scores={"exact": {"score": 1.0}})
+    written.refresh_from_db()
+    assert written.scores == {"exact": {"score": 1.0}}
+    assert evaluation.predictions.filter(scores__exact__score=1.0).count() == 1
+
+
+@pytest.mark.django_db
 def test_the_same_model_twice_with_other_parameters_is_two_columns():
     version = make_version()
     evaluation = create(
@@ -366,10 +386,16 @@ def test_too_many_predictions_is_refused(monkeypatch):
 def test_a_failure_while_writing_predictions_leaves_no_evaluation(monkeypatch):
     version = make_version()
 
-    def fail(*args, **kwargs):
+    from evaluations import services
+
+    real_insert = services._predictions_insert
+
+    def fail_halfway(evaluation, keys):
+        real_insert(evaluation, keys[: len(keys) // 2])
+        assert Prediction.objects.count() == len(keys) // 2
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(Prediction.objects, "bulk_create", fail)
+    monkeypatch.setattr(services, "_predictions_insert", fail_halfway)
     with pytest.raises(RuntimeError):
         create(version)
     assert_nothing_written()
