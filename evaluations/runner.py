@@ -30,6 +30,7 @@ import time
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, Q, Sum
@@ -58,6 +59,8 @@ NOT_CLAIMED = "not_claimed"  # another worker has it, or it is finished
 FAILED = "failed"  # the evaluation failed (quota, access)
 
 JUDGE_MAX_TOKENS = 256
+# Concurrency slots of the user and of the project an evaluation leaves to them.
+DEFAULT_FREE_SLOTS = 1
 # Request parameters that are the runner's, not the model spec's.
 _RESERVED_PARAMS = {"model", "messages", "stream", "stream_options"}
 # Gateway refusals that no other prediction would escape: the run stops as failed.
@@ -189,8 +192,20 @@ def worst_case_micros(evaluation: Evaluation, prediction: Prediction, row: dict)
 # --- the gateway call ---------------------------------------------------------------------------
 
 
+def _leaving_room(caller):
+    """The caller with its concurrency limits lowered by EVALUATION_FREE_SLOTS (never below
+    one): the gateway's own atomic slot count then keeps that many slots of the user and of
+    the project free for their panes and API calls while an evaluation runs."""
+    free = int(getattr(settings, "EVALUATION_FREE_SLOTS", DEFAULT_FREE_SLOTS))
+    return dataclasses.replace(
+        caller,
+        user_concurrency=max(caller.user_concurrency - free, 1),
+        project_concurrency=max(caller.project_concurrency - free, 1),
+    )
+
+
 async def _gateway_call(user, project_path: str, body: dict, request_id: str, trace) -> dict:
-    caller = await resolve_session_caller(user, project_path, source="evaluation")
+    caller = _leaving_room(await resolve_session_caller(user, project_path, source="evaluation"))
     call = await start_chat_completion(caller, body, request_id=request_id, trace=trace)
     try:
         return await call.result()

@@ -299,17 +299,22 @@ def test_a_cancelled_run_makes_no_further_calls(world, fake_engine):  # noqa: F8
     assert evaluation.spent_micros == charged(charges_of(evaluation))
 
 
-def test_a_concurrency_refusal_is_retried_not_failed(world, fake_engine):  # noqa: F811
-    """The user's own pane holds their only slot: the prediction waits for it, and the task
-    retries later."""
-    Profile.objects.filter(user=world.user).update(concurrency_limit=1)
+@pytest.mark.parametrize("limit, panes", [(1, 1), (3, 2)])
+def test_a_concurrency_refusal_is_retried_not_failed(world, fake_engine, limit, panes):  # noqa: F811
+    """The user's own panes hold their slots (all of them, or all but the one an evaluation
+    leaves free): the prediction waits, and the task retries later."""
+    Profile.objects.filter(user=world.user).update(concurrency_limit=limit)
     callers.clear_caches()
     evaluation = make_evaluation(world, ROWS[:1])
     Evaluation.objects.filter(pk=evaluation.pk).update(status="running")
     (prediction,) = predictions(evaluation)
     limiter = concurrency.get_limiter()
-    pane = {"user_id": world.user.pk, "project_id": world.project.pk, "request_id": "pane"}
-    assert async_to_sync(limiter.acquire)(**pane, user_limit=1, project_limit=100)
+    held = [
+        {"user_id": world.user.pk, "project_id": world.project.pk, "request_id": f"pane-{n}"}
+        for n in range(panes)
+    ]
+    for pane in held:
+        assert async_to_sync(limiter.acquire)(**pane, user_limit=limit, project_limit=100)
 
     assert runner.prediction_run(prediction.pk) == runner.BUSY
     prediction.refresh_from_db()
@@ -319,8 +324,20 @@ def test_a_concurrency_refusal_is_retried_not_failed(world, fake_engine):  # noq
     assert fake_engine.requests == [] and charges_of(evaluation) == []
     with pytest.raises(Retry):
         evaluation_predict(prediction.pk)  # the task asks Celery to run it again later
+    assert fake_engine.requests == []
+    if limit > 1:  # the slot the evaluation leaves free is the user's own
+        assert async_to_sync(limiter.acquire)(
+            user_id=world.user.pk,
+            project_id=world.project.pk,
+            request_id="one-more-pane",
+            user_limit=limit,
+            project_limit=100,
+        )
+        async_to_sync(limiter.release)(
+            user_id=world.user.pk, project_id=world.project.pk, request_id="one-more-pane"
+        )
 
-    async_to_sync(limiter.release)(**pane)
+    async_to_sync(limiter.release)(**held[0])
     assert runner.prediction_run(prediction.pk) == runner.DONE
     prediction.refresh_from_db()
     assert prediction.status == "done" and prediction.attempts == 1
