@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ MAX_ROWS = 10_000
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ROW_BYTES = 1024 * 1024
 NAME_MAX = 100
+MAX_DEPTH = 64
 MESSAGE_ROLES = ("system", "developer", "user", "assistant", "tool")
 # Letters (any script), digits, "-", "_", "." and spaces; no leading or trailing space.
 _NAME = re.compile(r"^[\w.\- ]+$")
@@ -96,20 +98,31 @@ def _json_rows(text: str) -> Iterator[tuple[int, Any]]:
             continue
         if len(line.encode("utf-8")) > MAX_ROW_BYTES:
             raise DatasetError(number, "the row is over 1 MB")
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(number, f"bad JSON: {exc.msg} (column {exc.colno})") from None
-        yield number, value
+        yield number, _loads(line, line=number)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _loads(text: str, *, line: int | None, what: str = "bad JSON") -> Any:
+    """json.loads, refusing NaN and Infinity (Python's json reads them; the databases' JSON
+    does not). `line` None: the error's line is the parser's (a whole file)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        at = f" (column {exc.colno})" if line is not None else ""
+        raise DatasetError(line or exc.lineno, f"{what}: {exc.msg}{at}") from None
+    except ValueError as exc:
+        raise DatasetError(line, f"{what}: {exc}") from None
+    except RecursionError:
+        raise DatasetError(line, f"{what}: nested too deeply") from None
 
 
 def _json_array_rows(text: str) -> Iterator[tuple[int, Any]]:
     """A .json file holding one list of objects. Each item's line is where it starts."""
     decoder = json.JSONDecoder()
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(exc.lineno, f"bad JSON: {exc.msg} (column {exc.colno})") from None
+    items = _loads(text, line=None)
     if not isinstance(items, list):
         raise DatasetError(1, "expected a list of JSON objects")
     # Walk the text again to find where each item starts (for the error messages).
@@ -178,10 +191,7 @@ def _csv_row(row: dict[str, str], line: int) -> dict:
         if key in row and not row[key].strip():
             del row[key]
     if "messages" in row:
-        try:
-            row["messages"] = json.loads(row["messages"])
-        except json.JSONDecodeError as exc:
-            raise DatasetError(line, f"messages: bad JSON: {exc.msg}") from None
+        row["messages"] = _loads(row["messages"], line=line, what="messages: bad JSON")
     return row
 
 
@@ -196,6 +206,9 @@ def row_check(row: Any, line: int | None) -> dict:
     """The row if it is one (an object with `input` or `messages`), else DatasetError."""
     if not isinstance(row, dict):
         raise DatasetError(line, "expected a JSON object")
+    problem = _unstorable(row)
+    if problem:
+        raise DatasetError(line, problem)
     has_input, has_messages = "input" in row, "messages" in row
     if not has_input and not has_messages:
         raise DatasetError(line, "a row needs an 'input' or a 'messages' column")
@@ -211,6 +224,28 @@ def row_check(row: Any, line: int | None) -> dict:
         if problem:
             raise DatasetError(line, problem)
     return row
+
+
+def _unstorable(value: Any) -> str | None:
+    """What the databases' JSON refuses and Python's accepts: a NUL character (PostgreSQL's
+    jsonb), NaN and infinities; and nesting deeper than any dataset needs."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "contains a NUL character (\\u0000), which cannot be stored"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{item} is not a JSON number"
+        elif isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return None
 
 
 def _messages_problem(messages: Any) -> str | None:

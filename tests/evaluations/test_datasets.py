@@ -120,9 +120,33 @@ def test_csv_rows_may_mix_input_and_messages_and_omit_expected():
         (b'messages\n"[{""role"": ""user""}"\n', "d.csv", 2, "messages: bad JSON"),
         (b'[{"input": "a"},\n {"input": "b"},\n 7]', "d.json", 3, "expected a JSON object"),
         (b'[{"input": "a"},\n {"input": }]', "d.json", 2, "bad JSON"),
+        (jsonl({"input": "a"}, '{"input": "b", "score": NaN}'), "d.jsonl", 2, "NaN is not"),
+        (b'input,expected\n"x",y\n"nul \\u0000",z\n', "d.csv", None, None),
+        (jsonl({"input": "a\u0000b"}), "d.jsonl", 1, "NUL character"),
+        (
+            jsonl({"input": "a", "deep": [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}),
+            "d.jsonl",
+            None,
+            None,
+        ),
+        (
+            b'{"input": "a", "deep": ' + b"[" * 70 + b"]" * 70 + b"}",
+            "d.jsonl",
+            1,
+            "nested more than 64",
+        ),
+        (
+            b'{"input": "a", "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "d.jsonl",
+            1,
+            "nested too deeply",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_with_its_line_and_reason(content, filename, line, reason):
+    if reason is None:  # close to a refusal, but fine
+        assert dataset_rows_parse(content, filename).rows
+        return
     error = refused(content, filename)
     assert error.line == line
     assert reason in error.reason
