@@ -8,6 +8,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Before the API's own routes, whose catch-all would answer it 404.
     path("v1/openapi.json", openapi_json, name="api-openapi"),
+    # The evaluations API (/v1/datasets, /v1/evaluations, /v1/leaderboards), before the
+    # API's catch-all too.
+    path("", include("evaluations.urls_api")),
     path("v1/", include("inference_app.api.urls")),
     path("otel/v1/traces", traces_export, name="otel-traces"),
     path("", include("inference_app.web_urls")),
