@@ -127,9 +127,11 @@ def _json_array_rows(text: str) -> Iterator[tuple[int, Any]]:
         raise DatasetError(1, "expected a list of JSON objects")
     # Walk the text again to find where each item starts (for the error messages).
     position = text.index("[") + 1
+    line, counted = 1, 0
     for item in items:
         position = _skip_space_and_comma(text, position)
-        line = text.count("\n", 0, position) + 1
+        line += text.count("\n", counted, position)
+        counted = position
         _, end = decoder.raw_decode(text, position)
         if end - position > MAX_ROW_BYTES:
             raise DatasetError(line, "the row is over 1 MB")

@@ -18,11 +18,7 @@ from django.utils import timezone
 
 from evaluations.estimates import DEFAULT_MAX_TOKENS, evaluation_estimate
 from evaluations.models import DatasetVersion, Evaluation, Prediction
-
-try:
-    from evaluations.scorers import SCORERS, scorer_validate
-except ImportError:  # pragma: no cover - scorers.py is written in parallel
-    SCORERS, scorer_validate = None, None
+from evaluations.scorers import SCORERS, scorer_validate
 
 MAX_MODELS = 6
 MAX_TRIALS = 10
@@ -127,14 +123,12 @@ def _scorers_clean(
             errors.append(f"{where}: a name is 1 to {NAME_MAX} characters")
         elif name in names:
             errors.append(f"{where}: two scorers are named {name!r}; give each its own name")
-        names.add(name)
+        else:
+            names.add(name)
         args = entry.get("args") or {}
         mapping = entry.get("mapping") or {}
         if not kind.strip():
             errors.append(f"scorer {number}: the scorer type is required")
-            continue
-        if scorer_validate is None:
-            clean.append({"name": name, "scorer": kind, "args": args, "mapping": mapping})
             continue
         problems = scorer_validate(kind, args, mapping)
         errors.extend(f"scorer {number}: {problem}" for problem in problems)
