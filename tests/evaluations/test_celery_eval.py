@@ -66,6 +66,13 @@ if command == "setup":
         for i in range(len(spec["rows"])):
             Prediction.objects.create(
                 evaluation=evaluation, row_index=i, model_index=0, model=spec["model"])
+        if spec.get("budget_in_worst_cases"):
+            from evaluations.runner import worst_case_micros
+            worst = worst_case_micros(
+                evaluation, evaluation.predictions.first(), spec["rows"][0])
+            evaluation.budget_micros = int(spec["budget_in_worst_cases"] * worst)
+            evaluation.save(update_fields=["budget_micros"])
+            ids[key + "_worst"] = worst
         ids[key] = evaluation.pk
     print(json.dumps(ids))
 elif command == "start":
@@ -77,6 +84,12 @@ elif command == "resume":
 elif command == "enqueue":
     from evaluations.tasks import evaluation_predict
     evaluation_predict.delay(arg)
+elif command == "cancel":
+    from evaluations.models import Evaluation
+    from evaluations.services import evaluation_cancel
+    evaluation = Evaluation.objects.get(pk=arg)
+    print(json.dumps(evaluation_cancel(
+        evaluation_id=arg, project_ids=[evaluation.project_id]).status))
 elif command == "settle_lost":
     from billing.lost import reservations_settle_lost
     print(json.dumps(reservations_settle_lost()))
@@ -299,3 +312,76 @@ def test_evaluations_run_and_resume_on_a_real_worker(stack):
     assert lost == [{"status": "lost", "completion_tokens": 0}]
     charges = stack.charges(slow)  # still none twice
     assert len(charges) == 5
+
+
+def test_a_cancel_and_a_budget_stop_on_a_real_worker(stack):
+    ids = stack.run(
+        "setup",
+        {
+            "world": standard_world(fake_engine_url=stack.engine.base_url),
+            "evaluations": {
+                "cancel": {
+                    "model": SLOW_MODEL,
+                    "params": {"max_tokens": 30},
+                    # Many: the cancel command takes seconds to start (Django in a new process).
+                    "rows": [{"input": f"Slow {n}?", "expected": "x"} for n in range(15)],
+                },
+                "budget": {
+                    "model": FAST_MODEL,
+                    "params": {"max_tokens": 4},
+                    "rows": [{"input": f"Fast {n}?", "expected": "x"} for n in range(8)],
+                    "budget_in_worst_cases": 1.5,
+                },
+            },
+        },
+    )
+    cancel, budget, worst = ids["cancel"], ids["budget"], ids["budget_worst"]
+    stack.start_worker("worker")
+
+    # --- cancelled while a call is at the engine: that call finishes, nothing more starts --
+    assert stack.run("start", cancel) is True
+
+    def a_call_in_flight():
+        statuses = [p["status"] for p in stack.predictions(cancel)]
+        if statuses.count("done") < 1 or "running" not in statuses:
+            return False
+        return fake_engine_stats(stack.engine)["in_flight"] == 1
+
+    stack.wait_for("the run under way", a_call_in_flight)
+    assert stack.run("cancel", cancel) == "cancelled"
+    stack.wait_for(
+        "the call in flight to finish",
+        lambda: all(p["status"] in ("done", "skipped") for p in stack.predictions(cancel)),
+    )
+    time.sleep(1)  # a task still queued would run now
+    statuses = [p["status"] for p in stack.predictions(cancel)]
+    done = statuses.count("done")
+    assert 2 <= done < 15
+    assert statuses == ["done"] * done + ["skipped"] * (15 - done)
+    assert status_of(stack, cancel) == "cancelled"
+    assert fake_engine_stats(stack.engine)["total_requests"] == done
+    charges = stack.charges(cancel)
+    assert len(charges) == done
+    evaluation = stack.evaluation(cancel)
+    assert evaluation["spent_micros"] == sum(charges.values())
+    assert evaluation["committed_micros"] == 0
+
+    # --- a budget of one and a half worst cases: stops before it would pass it -----------
+    fake_engine_reset(stack.engine)
+    assert stack.run("start", budget) is True
+    stack.wait_for("the budget stop", lambda: status_of(stack, budget) == "budget_exceeded")
+    stack.wait_for(
+        "the run to settle",
+        lambda: stack.evaluation(budget)["finished_at"] is not None,
+    )
+    statuses = [p["status"] for p in stack.predictions(budget)]
+    done = statuses.count("done")
+    assert 1 <= done < 8
+    assert statuses == ["done"] * done + ["skipped"] * (8 - done)
+    evaluation = stack.evaluation(budget)
+    charges = stack.charges(budget)
+    assert len(charges) == done == fake_engine_stats(stack.engine)["total_requests"]
+    assert evaluation["spent_micros"] == sum(charges.values())
+    assert evaluation["spent_micros"] <= evaluation["budget_micros"]
+    assert evaluation["spent_micros"] + worst > evaluation["budget_micros"]
+    assert evaluation["committed_micros"] == 0
