@@ -166,7 +166,26 @@ def _evaluation_data(evaluation: Evaluation, *, with_results: bool = True) -> di
 def _json_body(request: HttpRequest) -> dict:
     body = parse_json_body(_read_body(request))
     check_json_values(body)
+    _check_no_nul(body)
     return body
+
+
+def _check_no_nul(value: Any, path: str = "") -> None:
+    """PostgreSQL stores no NUL character in text (nor in JSON): refuse it here, by field,
+    rather than fail in the database."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise errors.invalid_request(
+                f"Invalid value at '{path}': text cannot contain a NUL character.",
+                param=path.split(".", 1)[0].split("[", 1)[0] or None,
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_no_nul(key, path or key)
+            _check_no_nul(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_no_nul(item, f"{path}[{index}]")
 
 
 def _unknown_keys(body: dict, allowed: set[str]) -> None:

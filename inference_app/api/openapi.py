@@ -994,6 +994,7 @@ def build_document(*, max_request_bytes: int, image_max_bytes: int) -> dict:
             {"name": "Models", "description": "What can be called, with prices."},
             {"name": "Billing", "description": "Credits and usage, for organization admins."},
             {"name": "Traces", "description": "What was recorded of your calls."},
+            {"name": "Evaluations", "description": _EVALUATIONS_DESCRIPTION},
         ],
         "paths": {
             "/chat/completions": {
@@ -1149,6 +1150,7 @@ def build_document(*, max_request_bytes: int, image_max_bytes: int) -> dict:
                     },
                 }
             },
+            **_evaluation_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -1172,7 +1174,7 @@ def build_document(*, max_request_bytes: int, image_max_bytes: int) -> dict:
                     "example": "acme/main",
                 }
             },
-            "schemas": _schemas(image_max_bytes=image_max_bytes),
+            "schemas": {**_schemas(image_max_bytes=image_max_bytes), **_evaluation_schemas()},
             "responses": _responses(max_request_bytes),
         },
     }
@@ -1193,3 +1195,467 @@ async def openapi_json(request: HttpRequest) -> HttpResponse:
         content_type=_JSON,
         headers={"Access-Control-Allow-Origin": "*"},
     )
+
+
+# --- Evaluations (evaluations/api.py): datasets, evaluations, leaderboards ----------------------
+
+_EVALUATIONS_DESCRIPTION = (
+    "Evaluations for scripts: upload a dataset, start an evaluation (a dataset version x "
+    "scorers x models x trials, run in the background), poll it, read its results, and read "
+    "a leaderboard. Same key and `OpenAI-Project` header as the rest of `/v1`; everything "
+    "belongs to that project (leaderboards to its team). Another project's ids are 404."
+)
+
+_OBJECT = {"type": "object"}
+_MONEY = {
+    "type": ["string", "null"],
+    "description": "Dollars as a decimal string (the `_micros` field has micro-dollars).",
+    "examples": ["0.000420"],
+}
+
+
+def _not_found_response(kind: str, example_id: int = 42) -> dict:
+    return _error_response(
+        f"No such {kind} in your project (another project's or organization's ids are 404 too).",
+        (
+            f"{kind}_not_found",
+            "Not found",
+            errors.GatewayError(
+                status=404,
+                message=f"No {kind} {example_id} in this project.",
+                type="invalid_request_error",
+                code=f"{kind}_not_found",
+            ),
+        ),
+    )
+
+
+def _evaluation_schemas() -> dict:
+    dataset_version = {
+        "type": "object",
+        "required": ["object", "id", "name", "version", "content_hash", "row_count", "columns"],
+        "properties": {
+            "object": {"const": "dataset.version"},
+            "id": {
+                "type": "integer",
+                "description": "The version's id (an evaluation's `dataset`).",
+            },
+            "dataset_id": {"type": "integer"},
+            "name": {"type": "string"},
+            "version": {"type": "integer", "description": "1, 2, ... per dataset."},
+            "content_hash": {"type": "string", "description": "SHA-256 of the rows."},
+            "row_count": {"type": "integer"},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "source": {"enum": ["upload", "traces", "api"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "created": {
+                "type": "boolean",
+                "description": "False when the same rows were stored before (the same version).",
+            },
+        },
+    }
+    evaluation = {
+        "type": "object",
+        "required": ["object", "id", "name", "status", "calls"],
+        "properties": {
+            "object": {"const": "evaluation"},
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "status": {
+                "enum": ["queued", "running", "completed", "cancelled", "budget_exceeded", "failed"]
+            },
+            "dataset": _OBJECT,
+            "models": {"type": "array", "items": _OBJECT},
+            "scorers": {"type": "array", "items": _OBJECT},
+            "trials": {"type": "integer"},
+            "calls": {"type": "integer", "description": "Predictions plus judge calls."},
+            "estimate": _MONEY,
+            "estimate_micros": {"type": "integer"},
+            "worst_case": _MONEY,
+            "worst_case_micros": {"type": "integer"},
+            "budget": _MONEY,
+            "budget_micros": _INTEGER_OR_NULL,
+            "spent": _MONEY,
+            "spent_micros": {"type": "integer"},
+            "progress": {
+                "type": "object",
+                "description": "Predictions done, errors, skipped, total, percent, eta_seconds.",
+            },
+            "summary": {
+                "type": ["array", "null"],
+                "items": _OBJECT,
+                "description": "Per model once the run is over: each scorer's mean with its "
+                "95% interval (`low`, `high`), pass rate, cost per item, p50/p95 latency.",
+            },
+        },
+    }
+    leaderboard = {
+        "type": "object",
+        "required": ["object", "id", "name", "columns", "rows"],
+        "properties": {
+            "object": {"const": "leaderboard"},
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "team": {"type": "string"},
+            "columns": {"type": "array", "items": _OBJECT},
+            "rows": {
+                "type": "array",
+                "items": _OBJECT,
+                "description": "A model per row; a cell per column: value, low, high (95% "
+                "interval), n; null without a result.",
+            },
+            "chart": {"type": "array", "items": _OBJECT},
+            "good_enough_model": {"type": ["string", "null"]},
+        },
+    }
+
+    def listing(item: dict) -> dict:
+        return {
+            "type": "object",
+            "required": ["object", "data"],
+            "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": item}},
+        }
+
+    return {
+        "DatasetVersion": dataset_version,
+        "DatasetVersionList": listing(_ref("DatasetVersion")),
+        "Evaluation": evaluation,
+        "EvaluationList": listing(_ref("Evaluation")),
+        "EvaluationResults": {
+            "type": "object",
+            "required": ["object", "data", "has_more"],
+            "properties": {
+                "object": {"const": "list"},
+                "evaluation_id": {"type": "integer"},
+                "status": {"type": "string"},
+                "has_more": {"type": "boolean"},
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["row", "model", "trial", "status"],
+                        "properties": {
+                            "row": {"type": "integer"},
+                            "item": _nullable(_OBJECT),
+                            "model": {"type": "string"},
+                            "trial": {"type": "integer"},
+                            "status": {"enum": ["pending", "running", "done", "error", "skipped"]},
+                            "output": {"type": "string"},
+                            "scores": _OBJECT,
+                            "latency_ms": _INTEGER_OR_NULL,
+                            "cost_micros": {"type": "integer"},
+                            "cost": _MONEY,
+                            "request_id": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            },
+        },
+        "Leaderboard": leaderboard,
+        "LeaderboardList": listing(_OBJECT),
+    }
+
+
+def _json_body(schema: dict, example: dict) -> dict:
+    return {"required": True, "content": {_JSON: {"schema": schema, "example": example}}}
+
+
+def _ok(description: str, schema_name: str, status: str = "200") -> dict:
+    return {status: {"description": description, "content": {_JSON: {"schema": _ref(schema_name)}}}}
+
+
+def _id_parameter(name: str) -> dict:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    }
+
+
+def _evaluation_paths() -> dict:
+    tags = ["Evaluations"]
+    common = [_PROJECT_HEADER]
+    dataset_request = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "rows"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "rows": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "description": "`input` (a string) or `messages` (a chat), optionally "
+                    "`expected`, and any other columns as variables.",
+                },
+            },
+        },
+    }
+    evaluation_request = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "dataset", "models", "scorers"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 100,
+                "description": "Runs of one name are one evaluation over time; a leaderboard "
+                "column reads the latest finished one.",
+            },
+            "dataset": {
+                "type": ["string", "integer"],
+                "description": "A dataset's name (its latest version, or `version`) or a "
+                "dataset version's `id`.",
+            },
+            "version": {"type": "integer", "minimum": 1},
+            "models": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 6,
+                "items": {
+                    "type": "object",
+                    "required": ["model"],
+                    "properties": {
+                        "model": {"type": "string"},
+                        "params": {
+                            "type": "object",
+                            "description": "temperature, top_p, max_tokens, seed.",
+                        },
+                    },
+                },
+            },
+            "scorers": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 10,
+                "items": {
+                    "type": "object",
+                    "required": ["scorer"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "scorer": {
+                            "type": "string",
+                            "description": "exact_match, contains, contains_any, contains_all, "
+                            "regex, valid_json, json_schema, numeric, similarity, llm_judge.",
+                        },
+                        "args": _OBJECT,
+                        "mapping": {
+                            "type": "object",
+                            "description": "The scorer's input -> the dataset's column, e.g. "
+                            '`{"expected": "target"}`.',
+                        },
+                    },
+                },
+            },
+            "trials": {"type": "integer", "minimum": 1, "maximum": 10},
+            "system_prompt": {"type": "string"},
+            "budget": {
+                "type": ["number", "string", "null"],
+                "description": "Dollars; the run stops (`budget_exceeded`) before a call "
+                "whose worst case would pass it.",
+            },
+        },
+    }
+    leaderboard_request = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "columns"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "description": {"type": "string"},
+            "show_arena": {"type": "boolean"},
+            "columns": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["evaluation"],
+                    "properties": {
+                        "evaluation": {"type": "string"},
+                        "scorer": {"type": "string"},
+                        "metric": {"enum": ["mean", "pass_rate", "cost_per_item", "latency_p50"]},
+                        "minimize": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    }
+    evaluation_id = _id_parameter("evaluation_id")
+    return {
+        "/datasets": {
+            "get": {
+                "operationId": "listDatasets",
+                "tags": tags,
+                "summary": "The project's dataset versions",
+                "parameters": common,
+                "responses": {
+                    **_ok("Every version, by dataset name.", "DatasetVersionList"),
+                    **_error_refs("401", "403", "500"),
+                },
+            },
+            "post": {
+                "operationId": "createDataset",
+                "tags": tags,
+                "summary": "Store rows as a dataset version",
+                "description": "JSON `{name, rows}`, or `multipart/form-data` with `name` and "
+                "a `file` (JSONL, JSON or CSV). A bad row refuses the whole dataset, naming "
+                "its line. The same rows again answer 200 with the existing version.",
+                "parameters": common,
+                "requestBody": _json_body(
+                    dataset_request,
+                    {"name": "qa", "rows": [{"input": "What is 2 + 2?", "expected": "4"}]},
+                ),
+                "responses": {
+                    **_ok("The same rows were stored before.", "DatasetVersion"),
+                    **_ok("A new version.", "DatasetVersion", "201"),
+                    **_error_refs("400", "401", "403", "413", "500"),
+                },
+            },
+        },
+        "/evaluations": {
+            "get": {
+                "operationId": "listEvaluations",
+                "tags": tags,
+                "summary": "The project's evaluations, newest first",
+                "parameters": common,
+                "responses": {
+                    **_ok("The latest 100.", "EvaluationList"),
+                    **_error_refs("401", "403", "500"),
+                },
+            },
+            "post": {
+                "operationId": "createEvaluation",
+                "tags": tags,
+                "summary": "Create and start an evaluation",
+                "description": "Answers 201 with the number of calls, the estimate and the "
+                "worst case, and starts the run in the background. A 400 lists every problem "
+                "(`param` names the first field).",
+                "parameters": common,
+                "requestBody": _json_body(
+                    evaluation_request,
+                    {
+                        "name": "QA",
+                        "dataset": "qa",
+                        "models": [{"model": EXAMPLE_MODEL, "params": {"temperature": 0}}],
+                        "scorers": [
+                            {
+                                "name": "exact_match",
+                                "scorer": "exact_match",
+                                "mapping": {"expected": "target"},
+                            }
+                        ],
+                        "budget": "0.50",
+                    },
+                ),
+                "responses": {
+                    **_ok("Created and started.", "Evaluation", "201"),
+                    "404": _not_found_response("dataset"),
+                    **_error_refs("400", "401", "403", "413", "500"),
+                },
+            },
+        },
+        "/evaluations/{evaluation_id}": {
+            "get": {
+                "operationId": "getEvaluation",
+                "tags": tags,
+                "summary": "Status, progress, money spent; the summary once done",
+                "parameters": [evaluation_id, *common],
+                "responses": {
+                    **_ok("The evaluation.", "Evaluation"),
+                    "404": _not_found_response("evaluation"),
+                    **_error_refs("401", "403", "500"),
+                },
+            }
+        },
+        "/evaluations/{evaluation_id}/results": {
+            "get": {
+                "operationId": "getEvaluationResults",
+                "tags": tags,
+                "summary": "Every prediction: output, scores, latency, cost",
+                "parameters": [
+                    evaluation_id,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10_000},
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 10**9},
+                    },
+                    *common,
+                ],
+                "responses": {
+                    **_ok("By row, model and trial.", "EvaluationResults"),
+                    "404": _not_found_response("evaluation"),
+                    **_error_refs("400", "401", "403", "500"),
+                },
+            }
+        },
+        "/evaluations/{evaluation_id}/cancel": {
+            "post": {
+                "operationId": "cancelEvaluation",
+                "tags": tags,
+                "summary": "Cancel a run (pending predictions are skipped, never billed)",
+                "parameters": [evaluation_id, *common],
+                "responses": {
+                    **_ok("The evaluation, cancelled (or already over).", "Evaluation"),
+                    "404": _not_found_response("evaluation"),
+                    **_error_refs("401", "403", "413", "500"),
+                },
+            }
+        },
+        "/leaderboards": {
+            "get": {
+                "operationId": "listLeaderboards",
+                "tags": tags,
+                "summary": "The team's leaderboards",
+                "parameters": common,
+                "responses": {
+                    **_ok("The leaderboards of the project's team.", "LeaderboardList"),
+                    **_error_refs("401", "403", "500"),
+                },
+            },
+            "post": {
+                "operationId": "createLeaderboard",
+                "tags": tags,
+                "summary": "Create a leaderboard for the project's team",
+                "description": "Columns as in Weave: an evaluation (by name: its latest "
+                "finished run), a scorer, a metric and whether lower is better.",
+                "parameters": common,
+                "requestBody": _json_body(
+                    leaderboard_request,
+                    {
+                        "name": "Inference Leaderboard",
+                        "columns": [
+                            {"evaluation": "QA", "scorer": "exact_match", "metric": "mean"}
+                        ],
+                    },
+                ),
+                "responses": {
+                    **_ok("The leaderboard and its table.", "Leaderboard", "201"),
+                    **_error_refs("400", "401", "403", "413", "500"),
+                },
+            },
+        },
+        "/leaderboards/{leaderboard_id}": {
+            "get": {
+                "operationId": "getLeaderboard",
+                "tags": tags,
+                "summary": "A leaderboard's table, each cell with its 95% interval",
+                "parameters": [_id_parameter("leaderboard_id"), *common],
+                "responses": {
+                    **_ok("The table.", "Leaderboard"),
+                    "404": _not_found_response("leaderboard"),
+                    **_error_refs("401", "403", "500"),
+                },
+            }
+        },
+    }

@@ -523,3 +523,11 @@ def test_junk_ids_and_methods(world):
     assert response.status_code == 405 and error_of(response)["code"] == "method_not_allowed"
     response = Client().put("/v1/evaluations/1", headers=world.headers())
     assert response.status_code == 405
+
+
+def test_nul_characters_are_refused_by_field(world):
+    response = api(world, "POST", "/v1/datasets", {"name": "qa", "rows": [{"input": "a\x00b"}]})
+    assert response.status_code == 400
+    assert error_of(response)["param"] == "rows"
+    assert "rows[0].input" in error_of(response)["message"]
+    assert not Dataset.objects.exists()

@@ -36,6 +36,16 @@ def test_schemathesis_loads_every_operation():
         "GET /models/{model}",
         "GET /billing/balance",
         "GET /openapi.json",
+        "GET /datasets",
+        "POST /datasets",
+        "GET /evaluations",
+        "POST /evaluations",
+        "GET /evaluations/{evaluation_id}",
+        "GET /evaluations/{evaluation_id}/results",
+        "POST /evaluations/{evaluation_id}/cancel",
+        "GET /leaderboards",
+        "POST /leaderboards",
+        "GET /leaderboards/{leaderboard_id}",
     }
 
 
