@@ -218,6 +218,10 @@ def vote_cast(
     if match.voted_at is not None:
         raise ArenaError("This battle has already been voted on.", code="already_voted")
     pairs = _battles(kind, outcome, panes)
+    # Store only what the kind reads (not whatever else the request carried).
+    outcome = (
+        {"order": list(outcome["order"])} if kind == "ranking" else {"winner": outcome["winner"]}
+    )
     if not isinstance(answers, list) or len(answers) != len(panes):
         raise ArenaError("A vote carries one answer per pane.")
     if not all(isinstance(a, str) for a in answers):

@@ -10,6 +10,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from evaluations import ratings
+from evaluations.arena_selectors import provisional_battles
 from evaluations.models import ArenaRatings, Battle
 
 DEFAULT_BOOTSTRAP_ROUNDS = 1000
@@ -21,7 +22,7 @@ def bootstrap_rounds() -> int:
 
 def ratings_compute(battles, *, rounds: int, seed=None) -> tuple[list[dict], dict]:
     """(rows, matrix) for ArenaRatings: rows best first, {model, rating, low, high, rank,
-    battles, win_rate}; the rating is the fit on all battles, low/high the bootstrap's 95%."""
+    battles, win_rate, provisional}; the rating is the fit on all battles, low/high the bootstrap's 95%."""
     if not battles:
         return [], {}
     fit = ratings.fit_bradley_terry(battles)
@@ -48,6 +49,7 @@ def ratings_compute(battles, *, rounds: int, seed=None) -> tuple[list[dict], dic
             "rank": ranks[m],
             "battles": played[m],
             "win_rate": round(score[m] / played[m], 4),
+            "provisional": played[m] < provisional_battles(),
         }
         for m in fit
     ]

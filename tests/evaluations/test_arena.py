@@ -173,7 +173,8 @@ def test_best_of_n_beats_each_other_pane():
 def test_ranking_gives_every_pair():
     m = new_match(models=MODELS[:3])
     p = m.pane_models
-    v = vote(m, "ranking", {"order": [1, 2, 0]})  # pane 1 best, then 2, then 0
+    v = vote(m, "ranking", {"order": [1, 2, 0], "junk": "x" * 1000})  # 1 best, then 2, then 0
+    assert v.outcome == {"order": [1, 2, 0]}
     assert battles_of(v) == sorted(
         [
             (p[0], p[1], "model_b"),  # 1 beats 0
@@ -198,6 +199,7 @@ def test_vote_records_prompt_hash_lengths_and_turns():
     )
     assert v.prompt_hash == hashlib.sha256(b"What is a tide?").hexdigest()
     assert v.answer_lengths == [5, 15] and v.turns == 3
+    assert v.outcome == {"winner": 1}
     m.refresh_from_db()
     assert m.voted_at is not None and m.turns == 3 and m.prompt_hash == v.prompt_hash
 
