@@ -23,13 +23,14 @@ Exactly once, without a lock held over the call:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 import time
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -204,18 +205,50 @@ def _leaving_room(caller):
     )
 
 
-async def _gateway_call(user, project_path: str, body: dict, request_id: str, trace) -> dict:
+async def _gateway_call(
+    user, project_path: str, body: dict, request_id: str, trace, keep_claim
+) -> dict:
     caller = _leaving_room(await resolve_session_caller(user, project_path, source="evaluation"))
-    call = await start_chat_completion(caller, body, request_id=request_id, trace=trace)
+    # A long answer must not outlive the claim: another worker would take the prediction over
+    # and call again while this call is still running. (A plain answer arrives whole, so most
+    # of the wait is inside start_chat_completion.)
+    keeper = asyncio.ensure_future(_keep_claim(keep_claim))
     try:
-        return await call.result()
+        call = await start_chat_completion(caller, body, request_id=request_id, trace=trace)
+        try:
+            return await call.result()
+        finally:
+            # The usage row (and its traced call) exist once this returns: the cost read next
+            # is the ledger's.
+            await call.wait_settled()
     finally:
-        # The usage row (and its traced call) exist once this returns: the cost read next is
-        # the ledger's.
-        await call.wait_settled()
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
 
 
-def _call(evaluation: Evaluation, user, body: dict, request_id: str, pane: str) -> Answer:
+async def _keep_claim(extend) -> None:
+    period = runs.claim_seconds() / 3
+    while True:
+        await asyncio.sleep(period)
+        try:
+            # On the task's own thread (async_to_sync's caller), its connection.
+            await sync_to_async(extend)()
+        except Exception:
+            log.warning("could not extend an evaluation claim", exc_info=True)
+
+
+def _extender(prediction: Prediction):
+    def extend() -> None:
+        _mine(prediction).update(
+            claimed_until=timezone.now() + timedelta(seconds=runs.claim_seconds())
+        )
+
+    return extend
+
+
+def _call(
+    evaluation: Evaluation, prediction: Prediction, user, body: dict, request_id: str, pane: str
+) -> Answer:
     """One call through the gateway; GatewayError sorted into release, fatal, or raised."""
     trace = TraceContext(
         trace_id=evaluation.trace_id,
@@ -224,7 +257,9 @@ def _call(evaluation: Evaluation, user, body: dict, request_id: str, pane: str) 
     )
     project_path = f"{evaluation.team}/{evaluation.project}"
     try:
-        completion = async_to_sync(_gateway_call)(user, project_path, body, request_id, trace)
+        completion = async_to_sync(_gateway_call)(
+            user, project_path, body, request_id, trace, _extender(prediction)
+        )
     except GatewayError as exc:
         if exc.code == _CONCURRENCY_CODE:
             raise _Release() from None
@@ -410,9 +445,8 @@ def _score(evaluation, prediction, user, row, output, attempt) -> dict:
                 request_id = judge_request_id_for(evaluation.pk, prediction.pk, attempt, index)
                 pane = f"{prediction.row_index}.{prediction.model_index}.{prediction.trial}.j"
                 try:
-                    answer = _call(
-                        evaluation, user, _judge_body(entry, row, output), request_id, pane
-                    )
+                    body = _judge_body(entry, row, output)
+                    answer = _call(evaluation, prediction, user, body, request_id, pane)
                 except GatewayError as exc:
                     results[name] = {
                         "score": 0.0,
@@ -479,9 +513,8 @@ def prediction_run(prediction_id: int) -> str:
         if answer is None:
             if user is None:
                 raise _Fatal("The evaluation's creator no longer exists.")
-            answer = _call(
-                evaluation, user, prediction_body(evaluation, prediction, row), request_id, pane
-            )
+            body = prediction_body(evaluation, prediction, row)
+            answer = _call(evaluation, prediction, user, body, request_id, pane)
         scores = _score(evaluation, prediction, user, row, answer.content, attempt)
     except _Release:
         return _release(prediction, worst_case)

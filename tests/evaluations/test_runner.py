@@ -2,11 +2,13 @@
 seam (tests/inference_app/gateway_world.py), Celery in eager mode or prediction_run called
 directly."""
 
+import asyncio
 import uuid
 from datetime import timedelta
 
+import httpx
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from celery.exceptions import Retry
 from django.db.models import Sum
 from django.utils import timezone
@@ -16,7 +18,7 @@ from evaluations import runner, runs
 from evaluations.models import Dataset, DatasetRow, DatasetVersion, Evaluation, Prediction
 from evaluations.tasks import evaluation_predict
 from inference_app.celery import app as celery_app
-from inference_app.gateway import callers, concurrency
+from inference_app.gateway import callers, concurrency, engine_client
 from inference_app.models import Profile
 from tests.inference_app.gateway_world import (
     TEXT_MODEL,
@@ -405,3 +407,29 @@ def test_a_judge_reply_without_a_score_scores_zero(world, fake_engine, eager):  
     assert p.status == "done"
     assert p.scores["judge"]["score"] == 0.0 and p.scores["judge"]["passed"] is False
     assert "could not read a score" in p.scores["judge"]["reason"]
+
+
+def test_a_long_call_keeps_its_claim(world, fake_engine, settings):  # noqa: F811
+    """A call longer than the claim renews it, so no other worker takes the prediction over
+    (and calls again) while the engine is still answering."""
+    settings.EVALUATION_CLAIM_SECONDS = 0.6
+    evaluation = make_evaluation(world, ROWS[:1])
+    Evaluation.objects.filter(pk=evaluation.pk).update(status="running")
+    (prediction,) = predictions(evaluation)
+    seen = {}
+
+    def claim_state():
+        row = Prediction.objects.get(pk=prediction.pk)
+        return row.claimed_until > timezone.now(), runner._claim(prediction.pk)
+
+    async def slow_engine(request):
+        await asyncio.sleep(1.5)  # the claim was for 0.6 s
+        seen["live"], seen["taken_over"] = await sync_to_async(claim_state)()
+        return await fake_engine.handle(request)
+
+    engine_client.install_transport(httpx.MockTransport(slow_engine))
+    assert runner.prediction_run(prediction.pk) == runner.DONE
+    assert seen == {"live": True, "taken_over": False}
+    prediction.refresh_from_db()
+    assert prediction.attempts == 1 and prediction.status == "done"
+    assert len(fake_engine.requests) == 1
