@@ -65,7 +65,8 @@ def _hue(win_rate) -> int | None:
     return None if win_rate is None else round(120 * max(0.0, min(1.0, float(win_rate))))
 
 
-def _matrix_rows(matrix) -> tuple[list[str], list[dict]]:
+def _matrix_rows(matrix, names: dict[str, str]) -> tuple[list[str], list[dict]]:
+    """Header names and rows of colored cells for the win-rate matrix."""
     if not matrix or not matrix.get("models"):
         return [], []
     models = matrix["models"]
@@ -77,8 +78,8 @@ def _matrix_rows(matrix) -> tuple[list[str], list[dict]]:
                 cells.append({"self": other == model, "rate": None, "hue": None})
             else:
                 cells.append({"self": False, "rate": round(100 * rate), "hue": _hue(rate)})
-        rows.append({"model": model, "cells": cells})
-    return models, rows
+        rows.append({"model": model, "name": names.get(model, model), "cells": cells})
+    return [names.get(m, m) for m in models], rows
 
 
 def _board_and_matrix(*, scope: str, project, user_id: int):
@@ -112,11 +113,14 @@ def arena_board_page(request):
     }
     if project is not None and arena_selectors is not None:
         board, matrix = _board_and_matrix(scope=scope, project=project, user_id=request.user.pk)
-        names = _display_names(row["model"] for row in board or [] if row.get("model"))
+        names = _display_names(
+            [row["model"] for row in board or [] if row.get("model")]
+            + list((matrix or {}).get("models") or [])
+        )
         context["board"] = [
             {**row, "name": names.get(row.get("model"), row.get("model"))} for row in board or []
         ]
-        context["matrix_models"], context["matrix_rows"] = _matrix_rows(matrix)
+        context["matrix_models"], context["matrix_rows"] = _matrix_rows(matrix, names)
         context["team"] = project.team.name
         context["pending"] = any(row.get("pending") for row in context["board"])
     return render(request, "evaluations/arena.html", context)

@@ -150,6 +150,8 @@
     if (voting || voted) return;
     voting = true;
     voteError.hidden = true;
+    root.querySelectorAll("[data-vote], [data-best], #rank-submit").forEach((b) => { b.disabled = true; });
+    if (voteHelp) voteHelp.textContent = "Saving your vote…";
     try {
       const response = await fetch(root.dataset.voteUrl, {
         method: "POST",
@@ -168,6 +170,7 @@
       voteError.hidden = false;
     } finally {
       voting = false;
+      root.querySelectorAll("[data-vote], [data-best], #rank-submit").forEach((b) => { b.disabled = false; });
     }
   }
 
