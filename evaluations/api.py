@@ -15,6 +15,8 @@ import logging
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -23,6 +25,7 @@ from evaluations.datasets import DatasetError, dataset_rows_parse, dataset_versi
 from evaluations.models import Dataset, DatasetRow, DatasetVersion, Evaluation, Prediction
 from evaluations.services import EvaluationInvalid, evaluation_cancel, evaluation_create
 from inference_app.api.views import _read_body, api_view, authenticate_request, json_response
+from inference_app.celery import app as celery_app
 from inference_app.gateway import errors
 from inference_app.gateway.callers import Caller
 from inference_app.gateway.db_threads import run_db
@@ -332,7 +335,7 @@ def _dataset_version(caller: Caller, dataset: Any, version: Any) -> int:
     return found
 
 
-def _evaluation_create(caller: Caller, body: dict, budget_micros: int | None) -> dict:
+def _evaluation_create(caller: Caller, body: dict, budget_micros: int | None) -> int:
     version_id = _dataset_version(caller, body.get("dataset"), body.get("version"))
     try:
         evaluation = evaluation_create(
@@ -354,15 +357,39 @@ def _evaluation_create(caller: Caller, body: dict, budget_micros: int | None) ->
         )
     except EvaluationInvalid as exc:
         raise _evaluation_invalid(exc) from None
+    return evaluation.pk
+
+
+def _start(evaluation_id: int) -> None:
     from evaluations.runs import evaluation_start
 
     try:
-        evaluation_start(evaluation.pk)
+        evaluation_start(evaluation_id)
     except Exception:
         # The broker refused the tasks: the run stays "running" with pending predictions,
         # which the stalled-run sweep (beat) enqueues again. The evaluation itself is whole.
-        log.exception("could not enqueue evaluation %s; the stalled-run sweep will", evaluation.pk)
-    evaluation = Evaluation.objects.select_related("dataset_version__dataset").get(pk=evaluation.pk)
+        log.exception("could not enqueue evaluation %s; the stalled-run sweep will", evaluation_id)
+
+
+def _start_eagerly(evaluation_id: int) -> None:
+    try:
+        _start(evaluation_id)
+    finally:
+        connections.close_all()  # this thread's own connection, opened for this run
+
+
+async def _start_evaluation(evaluation_id: int) -> None:
+    """Send the run's tasks. With Celery in eager mode (test stacks, a laptop without a
+    worker) the tasks run right here, and each makes gateway calls whose database work needs
+    the database threads: so the start runs on a thread of its own then, never on them."""
+    if celery_app.conf.task_always_eager:
+        await sync_to_async(_start_eagerly, thread_sensitive=False)(evaluation_id)
+    else:
+        await run_db(_start, evaluation_id)
+
+
+def _evaluation_created(evaluation_id: int) -> dict:
+    evaluation = Evaluation.objects.select_related("dataset_version__dataset").get(pk=evaluation_id)
     return _evaluation_data(evaluation, with_results=False)
 
 
@@ -557,8 +584,9 @@ async def evaluations_create(request: HttpRequest) -> HttpResponse:
     _unknown_keys(body, _EVALUATION_KEYS)
     budget = _budget_micros(body.get("budget"))
     _check_scorer_entries(body.get("scorers"))
-    data = await run_db(_evaluation_create, caller, body, budget)
-    return json_response(data, status=201)
+    evaluation_id = await run_db(_evaluation_create, caller, body, budget)
+    await _start_evaluation(evaluation_id)
+    return json_response(await run_db(_evaluation_created, evaluation_id), status=201)
 
 
 @api_view("GET")

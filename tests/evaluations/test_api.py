@@ -531,3 +531,20 @@ def test_nul_characters_are_refused_by_field(world):
     assert error_of(response)["param"] == "rows"
     assert "rows[0].input" in error_of(response)["message"]
     assert not Dataset.objects.exists()
+
+
+def test_with_celery_eager_the_run_happens_inside_the_request(world):
+    """Eager mode (test stacks, a laptop without a worker): the tasks run in the request, on a
+    thread of their own, not on the database threads their gateway calls need (a deadlock)."""
+    from inference_app.celery import app as celery_app
+
+    create_dataset(world)
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    try:
+        response = api(world, "POST", "/v1/evaluations", evaluation_body())
+    finally:
+        celery_app.conf.task_always_eager = previous
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "completed"
+    assert list(Prediction.objects.values_list("status", flat=True)) == ["done"] * 4
