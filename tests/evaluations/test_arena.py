@@ -442,3 +442,31 @@ def test_refresh_with_only_void_votes_stores_an_empty_board():
     arena_tasks.arena_ratings_refresh(TEAM, ORG, rounds=50)
     # No battles at all: nothing to store yet, the board stays empty.
     assert arena_selectors.arena_board(team_id=TEAM) in (None, [])
+
+
+def test_two_votes_at_once_make_one(transactional_db, eager_celery):
+    import threading
+
+    from django.db import connection
+
+    m = new_match(models=MODELS[:2])
+    barrier = threading.Barrier(2)
+    results = []
+
+    def cast(winner):
+        try:
+            barrier.wait(5)
+            vote(m, "pair", {"winner": winner})
+            results.append("voted")
+        except arena.ArenaError as exc:
+            results.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=cast, args=(w,)) for w in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == ["already_voted", "voted"]
+    assert ArenaVote.objects.count() == 1 and Battle.objects.count() == 1
