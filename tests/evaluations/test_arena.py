@@ -470,3 +470,29 @@ def test_two_votes_at_once_make_one(transactional_db, eager_celery):
         t.join(30)
     assert sorted(results) == ["already_voted", "voted"]
     assert ArenaVote.objects.count() == 1 and Battle.objects.count() == 1
+
+
+def test_the_worker_knows_the_refresh_task():
+    """A worker imports each app's `tasks` module only: the refresh must be registered there,
+    or every vote's refresh is an "unregistered task" and the board never moves."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import django; django.setup()\n"
+        "from inference_app.celery import app\n"
+        "app.loader.import_default_modules()\n"
+        "print('evaluations.arena_tasks.arena_ratings_refresh' in app.tasks)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "inference_app.settings"},
+    )
+    assert out.stdout.strip().endswith("True"), (
+        "evaluations/tasks.py should import evaluations.arena_tasks.arena_ratings_refresh",
+        out.stderr[-2000:],
+    )
