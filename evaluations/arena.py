@@ -104,6 +104,16 @@ def match_create(
     Generator (tests pass a seeded one)."""
     rng = rng if rng is not None else np.random.default_rng()
     _check_cap(voter_id)
+    # Matches cost inference whether voted on or not: abandoned ones count too, with room for
+    # the battles a voter gives up on.
+    since = timezone.now() - timedelta(days=1)
+    if ArenaMatch.objects.filter(voter_id=voter_id, created_at__gte=since).count() >= (
+        2 * daily_vote_cap()
+    ):
+        raise ArenaError(
+            "You have started too many battles in the last 24 hours: come back tomorrow.",
+            code="daily_cap",
+        )
     available = list(dict.fromkeys(available))
     if models is None:
         if isinstance(n, bool) or not isinstance(n, int) or not MIN_PANES <= n <= MAX_PANES:

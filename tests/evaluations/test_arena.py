@@ -133,6 +133,13 @@ def test_daily_cap(settings):
     assert exc.value.code == "daily_cap"
     # Another voter is not capped; votes older than a day no longer count.
     new_match(voter=BOB, models=MODELS[:2])
+    # Started but abandoned battles count too, twice the cap of them.
+    new_match(voter=BOB, models=MODELS[:2])
+    new_match(voter=BOB, models=MODELS[:2])
+    new_match(voter=BOB, models=MODELS[:2])
+    with pytest.raises(arena.ArenaError, match="too many battles") as exc:
+        new_match(voter=BOB, models=MODELS[:2])
+    assert exc.value.code == "daily_cap"
     ArenaVote.objects.update(created_at=ArenaVote.objects.first().created_at - timedelta(days=2))
     vote(m, "pair", {"winner": 1})
 
