@@ -13,7 +13,9 @@ Exactly once, without a lock held over the call:
   answer in the call's trace body): if there is one it is used, not called (and billed) again.
 - Budget: before calling, the try's worst case (the prompt estimate and max_tokens at the
   catalog prices, plus its judge calls' worst case) is committed on the evaluation by one
-  conditional UPDATE; when it would pass the budget, the run stops (budget_exceeded) instead.
+  conditional UPDATE. When it would pass the budget: if other calls' worst cases are held, the
+  prediction waits for them to finish (they give back what they did not spend); if none are,
+  the run stops (budget_exceeded) instead.
   `prediction.request_id` is set with the commitment, in one transaction: a try that takes over
   a dead one finds the commitment still held and keeps it, so it is neither lost nor doubled.
 - Finish: the prediction is written done only if this try still holds it (its attempt number),
@@ -55,9 +57,12 @@ log = logging.getLogger(__name__)
 DONE = "done"
 ERROR = "error"
 SKIPPED = "skipped"
-BUSY = "busy"  # the concurrency slots were full: released, to be retried later
+# The concurrency slots were full, or the budget is held by calls in flight: released, to be
+# retried later.
+BUSY = "busy"
 NOT_CLAIMED = "not_claimed"  # another worker has it, or it is finished
 FAILED = "failed"  # the evaluation failed (quota, access)
+WAIT = "wait"  # (internal) the budget is held by calls in flight
 
 JUDGE_MAX_TOKENS = 256
 # Concurrency slots of the user and of the project an evaluation leaves to them.
@@ -373,13 +378,17 @@ def _commit_budget(prediction: Prediction, worst_case: int, request_id: str) -> 
                 return Evaluation.Status.RUNNING  # taken over meanwhile: leave it
             prediction.request_id = request_id
             return None
-    status = Evaluation.objects.filter(pk=prediction.evaluation_id).values_list(
-        "status", flat=True
+    status, in_flight = Evaluation.objects.filter(pk=prediction.evaluation_id).values_list(
+        "status", "committed_micros"
     )[0]
-    if status == Evaluation.Status.RUNNING:
-        _stop(prediction.evaluation_id, Evaluation.Status.BUDGET_EXCEEDED)
-        return Evaluation.Status.BUDGET_EXCEEDED
-    return status
+    if status != Evaluation.Status.RUNNING:
+        return status
+    if in_flight > 0:
+        # Other calls' worst cases are held; they cost less, as a rule, and give the rest
+        # back when they finish: wait for them rather than stop a run with money left.
+        return WAIT
+    _stop(prediction.evaluation_id, Evaluation.Status.BUDGET_EXCEEDED)
+    return Evaluation.Status.BUDGET_EXCEEDED
 
 
 def _release(prediction: Prediction, worst_case: int) -> str:
@@ -500,6 +509,8 @@ def prediction_run(prediction_id: int) -> str:
     stopped = _commit_budget(prediction, worst_case, request_id)
     if stopped == Evaluation.Status.RUNNING:
         return NOT_CLAIMED
+    if stopped == WAIT:
+        return _release(prediction, worst_case)
     if stopped is not None:
         return _skip(prediction, None)
 

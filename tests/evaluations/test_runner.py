@@ -433,3 +433,26 @@ def test_a_long_call_keeps_its_claim(world, fake_engine, settings):  # noqa: F81
     prediction.refresh_from_db()
     assert prediction.attempts == 1 and prediction.status == "done"
     assert len(fake_engine.requests) == 1
+
+
+def test_a_budget_held_by_calls_in_flight_makes_a_prediction_wait_not_stop(world, fake_engine):  # noqa: F811
+    """Parallel workers: another call's worst case is committed; this one does not fit beside
+    it, but may once that call gives back what it did not spend. It waits (retried later)."""
+    evaluation = make_evaluation(world, ROWS[:1])
+    (prediction,) = predictions(evaluation)
+    row = DatasetRow.objects.get(version=evaluation.dataset_version, index=0).data
+    worst = runner.worst_case_micros(evaluation, prediction, row)
+    Evaluation.objects.filter(pk=evaluation.pk).update(
+        status="running", budget_micros=int(1.5 * worst), committed_micros=worst
+    )
+    assert runner.prediction_run(prediction.pk) == runner.BUSY
+    prediction.refresh_from_db()
+    evaluation.refresh_from_db()
+    assert (prediction.status, prediction.attempts) == ("pending", 0)
+    assert (evaluation.status, evaluation.committed_micros) == ("running", worst)
+    assert fake_engine.requests == []
+    # The other call finished (and spent little): now it fits.
+    Evaluation.objects.filter(pk=evaluation.pk).update(committed_micros=0, spent_micros=1)
+    assert runner.prediction_run(prediction.pk) == runner.DONE
+    evaluation.refresh_from_db()
+    assert evaluation.status == "completed" and evaluation.committed_micros == 0
