@@ -456,3 +456,28 @@ def test_a_budget_held_by_calls_in_flight_makes_a_prediction_wait_not_stop(world
     assert runner.prediction_run(prediction.pk) == runner.DONE
     evaluation.refresh_from_db()
     assert evaluation.status == "completed" and evaluation.committed_micros == 0
+
+
+def test_a_run_whose_queued_tasks_were_lost_is_resumed_by_beat(world, fake_engine, eager):  # noqa: F811
+    evaluation = make_evaluation(world)
+    quiet = timezone.now() - timedelta(seconds=runs.claim_seconds() + 1)
+    Evaluation.objects.filter(pk=evaluation.pk).update(status="running", started_at=quiet)
+    fresh = make_evaluation(world)
+    Evaluation.objects.filter(pk=fresh.pk).update(status="running", started_at=timezone.now())
+    # Both have pending predictions and no queued task; only the quiet one is stalled (the
+    # fresh one's tasks may still be on their way).
+    Prediction.objects.filter(evaluation=evaluation).update(updated_at=quiet)
+    assert runs.evaluations_resume_stalled() == [evaluation.pk]
+    evaluation.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (evaluation.status, fresh.status) == ("completed", "running")
+    assert len(fake_engine.requests) == 2
+
+
+def test_the_beat_entry_names_a_registered_task():
+    from evaluations.beat import EVALUATIONS_BEAT
+
+    celery_app.loader.import_default_modules()
+    assert EVALUATIONS_BEAT
+    for entry in EVALUATIONS_BEAT.values():
+        assert entry["task"] in celery_app.tasks
