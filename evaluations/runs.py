@@ -17,9 +17,11 @@ from django.utils import timezone
 
 from evaluations.models import Evaluation, Prediction
 
-# How long a claim on a prediction lasts: longer than any one call (a prediction and its
-# judge calls), so a live worker's claim never expires under it; a dead worker's prediction
-# is taken over once it has.
+# How long a claim on a prediction lasts; a live worker renews it while its call runs, a dead
+# worker's prediction is taken over once it has run out. Longer than LOST_AFTER_SECONDS plus
+# the lost-request sweep's period (90 + 30 s by default): the dead try's hold is then settled
+# (as `lost`, its prompt charged) before the takeover, whose cost (every try's charges) thus
+# includes it, and the evaluation's spent stays the ledger's total.
 DEFAULT_CLAIM_SECONDS = 300
 
 
