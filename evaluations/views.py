@@ -532,7 +532,8 @@ def _results_context(request, evaluation: Evaluation) -> dict:
         "compare_a": a,
         "compare_b": b,
         "comparison": comparison,
-        "has_results": matrix["items"] > 0,
+        # Rows for pending predictions exist from the start: results once one has finished.
+        "has_results": any(model["items"] for model in summary),
         "next_url": next_url,
     }
 

@@ -169,6 +169,9 @@ def test_upload_estimate_start_watch_and_read(
             assert evaluation.budget_micros == 5_000_000
             expect(page.locator("[data-testid=done]")).to_have_text("0")
             expect(page.locator("[data-live-state]")).to_have_text("Live")
+            expect(page.locator("[data-testid=results]")).to_contain_text(
+                "Results appear here as the answers come in."
+            )
 
             # The runner's work, from this thread: the bar follows over the websocket.
             for row in range(4):
@@ -178,6 +181,8 @@ def test_upload_estimate_start_watch_and_read(
             assert width == "50%"
             expect(page.locator("[data-testid=spent]")).to_have_text("$0.006")
             # Results appear as the answers come in (htmx refresh).
+            expect(page.locator("tr[data-row='2'] .eval-output").first).to_have_text("Mars")
+            expect(page.locator("[data-testid=summary-0] [data-testid=mean]")).to_have_text("0.75")
             expect(page.locator("[data-testid=matrix] tbody tr")).to_have_count(4)
             page.screenshot(
                 path=str(artifacts_dir / "evaluations-running-1440.png"), full_page=True

@@ -490,3 +490,37 @@ def test_org_admin_reads_a_members_evaluation(finished, client_for):
     response = client_for(admin).get(f"/evaluations/{evaluation.pk}")
     assert response.status_code == 200
     assert reverse("evaluations:resume", args=[evaluation.pk]) not in response.content.decode()
+
+
+def test_cancel_and_resume_buttons(member, client_for):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    user, project = member
+    version = make_dataset(project, [{"input": "a"}, {"input": "b"}])
+    evaluation = make_evaluation(project, version, user=user)
+    for row in range(2):
+        for model_index in range(2):
+            Prediction.objects.create(
+                evaluation=evaluation, row_index=row, model_index=model_index, model=LLAMA
+            )
+    client = client_for(user)
+    html = client.get(f"/evaluations/{evaluation.pk}").content.decode()
+    assert "data-resume hidden" in html  # moving: no Resume
+    # Nothing moved for longer than a stall: Resume shows.
+    long_ago = timezone.now() - timedelta(seconds=selectors.STALL_SECONDS + 60)
+    Prediction.objects.update(updated_at=long_ago)
+    Evaluation.objects.filter(pk=evaluation.pk).update(created_at=long_ago, started_at=long_ago)
+    assert selectors.evaluation_progress(evaluation.pk)["stalled"] is True
+    html = client.get(f"/evaluations/{evaluation.pk}").content.decode()
+    assert "data-resume>" in html
+    response = client.post(f"/evaluations/{evaluation.pk}/resume")
+    assert response.status_code == 302
+
+    response = client.post(f"/evaluations/{evaluation.pk}/cancel")
+    assert response.status_code == 302
+    evaluation.refresh_from_db()
+    assert evaluation.status == Evaluation.Status.CANCELLED
+    html = client.get(f"/evaluations/{evaluation.pk}").content.decode()
+    assert "data-cancel hidden" in html
