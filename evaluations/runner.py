@@ -41,7 +41,7 @@ from django.utils import timezone
 
 from billing.models import UsageRecord
 from billing.usage import usage_cost_micros
-from evaluations import runs
+from evaluations import runs, scorers
 from evaluations.models import DatasetRow, Evaluation, Prediction
 from inference_app.gateway import errors, resolve_session_caller, start_chat_completion
 from inference_app.gateway.errors import GatewayError
@@ -65,6 +65,9 @@ FAILED = "failed"  # the evaluation failed (quota, access)
 WAIT = "wait"  # (internal) the budget is held by calls in flight
 
 JUDGE_MAX_TOKENS = 256
+# Tries that died (claimed, never finished) before a prediction is given up as an error; tries
+# released for concurrency or budget do not count.
+MAX_ATTEMPTS = 5
 # Concurrency slots of the user and of the project an evaluation leaves to them.
 DEFAULT_FREE_SLOTS = 1
 # Request parameters that are the runner's, not the model spec's.
@@ -163,12 +166,10 @@ def _row_vars(row: dict) -> dict:
 
 
 def _judge_body(entry: dict, row: dict, output: str) -> dict:
-    from evaluations.scorers import judge_messages
-
     args = entry.get("args") or {}
     return {
         "model": _judge_model(entry),
-        "messages": judge_messages(args.get("rubric", ""), _row_vars(row), output),
+        "messages": scorers.judge_messages(args.get("rubric", ""), _row_vars(row), output),
         "max_tokens": JUDGE_MAX_TOKENS,
         "temperature": 0,
         "stream": False,
@@ -442,10 +443,6 @@ def _finish(prediction: Prediction, worst_case: int, judge_indexes: list[int], *
 
 def _score(evaluation, prediction, user, row, output, attempt) -> dict:
     """Every scorer's verdict; a judge is a second gateway call (may raise _Release/_Fatal)."""
-    try:
-        from evaluations import scorers
-    except ImportError:  # pragma: no cover - the scorers module lands separately
-        return {}
     results = {}
     for index, entry in enumerate(evaluation.scorers):
         name = entry.get("name") or entry.get("scorer")
@@ -453,9 +450,16 @@ def _score(evaluation, prediction, user, row, output, attempt) -> dict:
             if entry.get("scorer") == "llm_judge":
                 request_id = judge_request_id_for(evaluation.pk, prediction.pk, attempt, index)
                 pane = f"{prediction.row_index}.{prediction.model_index}.{prediction.trial}.j"
+                earlier = [
+                    judge_request_id_for(evaluation.pk, prediction.pk, k, index)
+                    for k in range(1, attempt + 1)
+                ]
                 try:
-                    body = _judge_body(entry, row, output)
-                    answer = _call(evaluation, prediction, user, body, request_id, pane)
+                    # A dead try's judge answer too is used, not asked (and paid) again.
+                    answer = _answered(evaluation, earlier)
+                    if answer is None:
+                        body = _judge_body(entry, row, output)
+                        answer = _call(evaluation, prediction, user, body, request_id, pane)
                 except GatewayError as exc:
                     results[name] = {
                         "score": 0.0,
@@ -504,6 +508,14 @@ def prediction_run(prediction_id: int) -> str:
     worst_case = worst_case_micros(evaluation, prediction, row)
     if evaluation.status != Evaluation.Status.RUNNING:
         return _skip(prediction, worst_case)
+    judge_indexes = [i for i, _ in _judges(evaluation)]
+    if attempt > MAX_ATTEMPTS:
+        # Every try died (a crash this prediction causes, say): the run goes on without it.
+        message = f"Gave up after {MAX_ATTEMPTS} tries that never finished."
+        _finish(
+            prediction, worst_case, judge_indexes, status=Prediction.Status.ERROR, error=message
+        )
+        return ERROR
 
     request_id = request_id_for(evaluation.pk, prediction.pk, attempt)
     stopped = _commit_budget(prediction, worst_case, request_id)
@@ -514,7 +526,6 @@ def prediction_run(prediction_id: int) -> str:
     if stopped is not None:
         return _skip(prediction, None)
 
-    judge_indexes = [i for i, _ in _judges(evaluation)]
     user = get_user_model().objects.filter(pk=evaluation.created_by_id).first()
     pane = f"{prediction.row_index}.{prediction.model_index}.{prediction.trial}"
     started = time.monotonic()

@@ -481,3 +481,56 @@ def test_the_beat_entry_names_a_registered_task():
     assert EVALUATIONS_BEAT
     for entry in EVALUATIONS_BEAT.values():
         assert entry["task"] in celery_app.tasks
+
+
+def test_a_replay_after_the_judge_answered_asks_no_one_again(
+    world,
+    fake_engine,  # noqa: F811
+    eager,
+    monkeypatch,
+):
+    fake_engine.tokens = ['{"score": 1, "reason": "right"}']
+    judge = {"name": "judge", "scorer": "llm_judge", "args": {"model": TEXT_MODEL, "rubric": "?"}}
+    evaluation = make_evaluation(world, ROWS[:1], scorers=[judge])
+    real_finish = runner._finish
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(runner, "_finish", die)
+    with pytest.raises(KeyboardInterrupt):
+        runs.evaluation_start(evaluation.pk)
+    monkeypatch.setattr(runner, "_finish", real_finish)
+    assert len(fake_engine.requests) == 2  # the answer and its judge, then the worker died
+    Prediction.objects.filter(evaluation=evaluation).update(
+        claimed_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert runs.evaluation_resume(evaluation.pk) == 1
+    (p,) = predictions(evaluation)
+    assert (p.status, p.attempts) == ("done", 2)
+    assert p.scores["judge"] == {"score": 1.0, "passed": True, "reason": "right"}
+    assert len(fake_engine.requests) == 2
+    first_try = [f"eval-{evaluation.pk}-{p.pk}-1", f"eval-{evaluation.pk}-{p.pk}-1-judge-0"]
+    assert sorted(charges_of(evaluation)) == sorted(first_try)
+    assert p.cost_micros == charged(first_try)
+    evaluation.refresh_from_db()
+    assert evaluation.spent_micros == p.cost_micros and evaluation.committed_micros == 0
+
+
+def test_a_prediction_whose_tries_all_died_is_given_up(world, fake_engine, eager):  # noqa: F811
+    evaluation = make_evaluation(world)
+    Evaluation.objects.filter(pk=evaluation.pk).update(status="running")
+    first, _ = predictions(evaluation)
+    Prediction.objects.filter(pk=first.pk).update(
+        status="running",
+        attempts=runner.MAX_ATTEMPTS,
+        claimed_until=timezone.now() - timedelta(seconds=1),
+    )
+    assert runs.evaluation_resume(evaluation.pk) == 2
+    first, second = predictions(evaluation)
+    assert (first.status, first.attempts) == ("error", runner.MAX_ATTEMPTS + 1)
+    assert "Gave up after" in first.error
+    assert second.status == "done"
+    assert len(fake_engine.requests) == 1
+    evaluation.refresh_from_db()
+    assert evaluation.status == "completed"
