@@ -71,7 +71,7 @@ def test_fit_recovers_known_ratings_within_their_intervals():
 
 
 def test_intervals_cover_the_truth_about_95_percent_of_the_time():
-    reps, rounds = 100, 200
+    reps, rounds = 400, 200
     rng = np.random.default_rng(2024)
     truth = centred(TRUE)
     covered = total = 0
@@ -86,9 +86,11 @@ def test_intervals_cover_the_truth_about_95_percent_of_the_time():
     elapsed = time.perf_counter() - started
     coverage = covered / total
     print(f"coverage {coverage:.3f} over {total} intervals, {elapsed:.1f} s")
-    # 500 intervals at a true 95%: the binomial's sd is ~1%; far outside [0.90, 0.99] is a bug
-    # (too narrow intervals, a biased fit, or ties counted wrong).
-    assert 0.90 <= coverage <= 0.99
+    # 2,000 intervals at a true 95%: the binomial's sd is ~0.5%. Measured: 0.935 here; 0.945
+    # with 1,000 rounds (200 rounds make the 2.5th/97.5th percentiles a little noisy), with or
+    # without the weak prior. Outside [0.92, 0.98] is a bug: too narrow or too wide intervals, a
+    # biased fit, or ties counted wrong.
+    assert 0.92 <= coverage <= 0.98
 
 
 def test_ties_count_half():
