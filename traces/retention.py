@@ -13,7 +13,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef
 
 from traces.models import Call, RetentionPolicy, Session
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 MIN_DAYS = 1
 MAX_DAYS = 3650
 KEY = ("started_at", "project_id", "span_id")
+LOCK_TIMEOUT = "2s"
 
 
 def retention_days_for(*, organization_id: int) -> int:
@@ -87,10 +88,19 @@ def call_partitions_drop_expired(*, before: datetime) -> list[str]:
                 end = next_month(month)
                 if datetime(end.year, end.month, end.day, tzinfo=UTC) > before:
                     continue
-                # Plain DETACH (not CONCURRENTLY): a brief lock on the parent, and it runs
-                # inside a transaction like everything else here.
-                cursor.execute(f'ALTER TABLE "{table}" DETACH PARTITION "{name}"')
-                cursor.execute(f'DROP TABLE "{name}"')
+                # Plain DETACH (not CONCURRENTLY): it can share a transaction with the DROP, so
+                # a month is never left detached but not dropped (out of pg_inherits, no later
+                # run would find it). It locks the parent: waiting behind a long transaction
+                # would stall every settlement queued behind it, so give up quickly instead and
+                # try again next hour.
+                try:
+                    with transaction.atomic():
+                        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                        cursor.execute(f'ALTER TABLE "{table}" DETACH PARTITION "{name}"')
+                        cursor.execute(f'DROP TABLE "{name}"')
+                except OperationalError:
+                    log.warning("traces retention: %s is busy; dropped next time", name)
+                    continue
                 dropped.append(name)
     if dropped:
         log.info("traces retention: dropped partitions %s", ", ".join(sorted(dropped)))
