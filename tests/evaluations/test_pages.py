@@ -327,7 +327,8 @@ def test_start_an_evaluation(member, client_for, monkeypatch):
     monkeypatch.setattr("evaluations.views._start", started.append)
     user, project = member
     version = make_dataset(project, [{"input": "Hi", "expected": "Hello"}])
-    response = client_for(user).post("/evaluations/new", _form(version, budget="1.50"))
+    own = {f"temperature__{PHI}": "0.5", f"max_tokens__{PHI}": "32"}
+    response = client_for(user).post("/evaluations/new", _form(version, budget="1.50", **own))
     evaluation = Evaluation.objects.get()
     assert response.status_code == 302
     assert response["Location"] == f"/evaluations/{evaluation.pk}"
@@ -335,6 +336,9 @@ def test_start_an_evaluation(member, client_for, monkeypatch):
     assert evaluation.budget_micros == 1_500_000
     assert [s["model"] for s in evaluation.model_specs] == [LLAMA, PHI]
     assert evaluation.model_specs[0]["params"] == {"max_tokens": 100, "temperature": 0.0}
+    # A model's own parameters win over the shared ones.
+    assert evaluation.model_specs[1]["params"] == {"max_tokens": 32, "temperature": 0.5}
+    assert Prediction.objects.filter(evaluation=evaluation).count() == 2
     assert evaluation.project_id == project.pk
 
 
