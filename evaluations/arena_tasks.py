@@ -6,7 +6,8 @@ Queued by evaluations.arena.vote_cast after a vote commits. Settings: ARENA_BOOT
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Max
+from django.db import transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from evaluations import ratings
@@ -64,27 +65,37 @@ def ratings_refresh(scope: str, scope_id: int, *, rounds: int) -> bool:
     battles_qs = Battle.objects.filter(**{field: scope_id})
     # Taken before reading: a battle committed during the fit is newer and refits again.
     started = timezone.now()
-    latest = battles_qs.aggregate(latest=Max("created_at"))["latest"]
+    seen = battles_qs.aggregate(latest=Max("created_at"), n=Count("id"))
     stored = ArenaRatings.objects.filter(scope=scope, scope_id=scope_id).first()
+    # The count as well as the time: a vote's battles get their created_at before the vote
+    # commits, so a refresh that started in between has a later computed_at without them.
     if (
         stored is not None
-        and (latest is None or stored.computed_at >= latest)
+        and stored.battles == seen["n"]
+        and (seen["latest"] is None or stored.computed_at >= seen["latest"])
         and stored.rounds >= rounds
     ):
         return False
     battles = list(battles_qs.values_list("model_a", "model_b", "winner"))
     rows, matrix = ratings_compute(battles, rounds=rounds)
-    ArenaRatings.objects.update_or_create(
-        scope=scope,
-        scope_id=scope_id,
-        defaults={
-            "ratings": rows,
-            "matrix": matrix,
-            "battles": len(battles),
-            "rounds": rounds,
-            "computed_at": started,
-        },
-    )
+    with transaction.atomic():
+        # Two refreshes can finish out of order: the one that read later wins.
+        current = (
+            ArenaRatings.objects.select_for_update().filter(scope=scope, scope_id=scope_id).first()
+        )
+        if current is not None and current.computed_at > started:
+            return False
+        ArenaRatings.objects.update_or_create(
+            scope=scope,
+            scope_id=scope_id,
+            defaults={
+                "ratings": rows,
+                "matrix": matrix,
+                "battles": len(battles),
+                "rounds": rounds,
+                "computed_at": started,
+            },
+        )
     return True
 
 

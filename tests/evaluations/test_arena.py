@@ -401,11 +401,30 @@ def test_refresh_task_stores_ratings_for_team_and_organization(settings):
     org_board = arena_selectors.organization_board(ORG)
     assert [r["model"] for r in org_board] == [r["model"] for r in board]
 
+    # A new vote, or more rounds asked for, refits.
+    cast_many(ALICE, [(weak, rare)])
+    assert arena_tasks.arena_ratings_refresh(TEAM, ORG, rounds=200) == {
+        "team": True,
+        "organization": True,
+    }
+    assert ArenaRatings.objects.get(scope="team", scope_id=TEAM).battles == 12
+    assert arena_tasks.arena_ratings_refresh(TEAM, ORG, rounds=400)["team"] is True
+    assert arena_tasks.arena_ratings_refresh(TEAM, ORG, rounds=300)["team"] is False
+    assert ArenaRatings.objects.get(scope="team", scope_id=TEAM).rounds == 400
+
+    # A refresh that read earlier but finishes later does not overwrite a newer fit.
+    newer = ArenaRatings.objects.get(scope="team", scope_id=TEAM)
+    ArenaRatings.objects.filter(pk=newer.pk).update(
+        computed_at=newer.computed_at + timedelta(hours=1), battles=0
+    )
+    assert arena_tasks.ratings_refresh("team", TEAM, rounds=400) is False
+    ArenaRatings.objects.filter(pk=newer.pk).update(computed_at=newer.computed_at, battles=12)
+
     # The other team's refresh sees only its own 40 battles, with the opposite verdict.
     arena_tasks.arena_ratings_refresh(OTHER_TEAM, OTHER_ORG, rounds=200)
     other = {r["model"]: r for r in arena_selectors.arena_board(team_id=OTHER_TEAM)}
     assert other[weak]["rating"] > other[strong]["rating"]
-    assert ArenaRatings.objects.get(scope="team", scope_id=TEAM).battles == 11
+    assert ArenaRatings.objects.get(scope="team", scope_id=TEAM).battles == 12
 
 
 def test_board_is_none_before_ratings():
