@@ -10,7 +10,7 @@ or an evaluation outside the user's readable projects is a 404, never a 403. Mak
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -84,8 +84,6 @@ def _usable_project(request) -> Project | None:
 def _project_query(project: Project | None, readable_count: int) -> str:
     if project is None or readable_count < 2:
         return ""
-    from urllib.parse import urlencode
-
     return "?" + urlencode({"project": _project_path(project)})
 
 
@@ -543,11 +541,16 @@ def _results_context(request, evaluation: Evaluation) -> dict:
 @vary_on_headers("HX-Request")
 def evaluation_detail(request, evaluation_id: int):
     evaluation, project = _evaluation_or_404(request, evaluation_id)
+    progress = selectors.evaluation_progress(evaluation.pk)
     context = {
         "evaluation": evaluation,
         "project": project,
         "project_path": _project_path(project),
-        "progress": selectors.evaluation_progress(evaluation.pk),
+        "progress": progress,
+        "eta": eta_text(progress["eta_seconds"]),
+        "traces_url": reverse("traces:list")
+        + "?"
+        + urlencode({"project": _project_path(project), "source": "evaluation"}),
         "can_run": projects_usable(user_id=request.user.pk).filter(pk=project.pk).exists(),
         "models": selectors._model_labels(evaluation),
         **_results_context(request, evaluation),
@@ -580,7 +583,13 @@ def evaluation_resume_view(request, evaluation_id: int):
     return redirect("evaluations:evaluation", evaluation_id=evaluation.pk)
 
 
-def budget_dollars(micros: int | None) -> str:
-    if micros is None:
-        return ""
-    return f"{Decimal(micros) / Decimal(1_000_000):f}"
+def eta_text(seconds: int | None) -> str:
+    """As the page's script writes it: "40 s", "3 min 5 s", "2 h 10 min"; "—" for none."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min {seconds % 60} s"
+    return f"{minutes // 60} h {minutes % 60} min"
