@@ -177,6 +177,9 @@ def leaderboard_detail(request, leaderboard_id: int):
             "points": table["chart"],
             "quality_label": chart_columns[0]["title"] if chart_columns else "",
             "minimize": chart_columns[0]["minimize"] if chart_columns else False,
+            # Scores and pass rates are 0..1: the chart's axis shows the whole range.
+            "quality_is_score": bool(chart_columns)
+            and chart_columns[0]["metric"] in ("mean", "pass_rate"),
         },
     }
     return render(request, "evaluations/leaderboards_detail.html", context)

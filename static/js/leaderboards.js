@@ -124,7 +124,9 @@
   function setUpCharts() {
     var data = readJson("lb-chart-data");
     if (!data || !window.Chart) return;
-    var accent = "#2563eb", plain = "#94a3b8";
+    // One dataset per model, so the legend names each point; the good-enough one is larger.
+    var palette = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
+    var scoreLike = data.quality_is_score;
 
     function chart(canvasId, xKey, xLabel, xFormat) {
       var canvas = document.getElementById(canvasId);
@@ -133,19 +135,24 @@
       new window.Chart(canvas, {
         type: "scatter",
         data: {
-          datasets: [{
-            data: points.map(function (p) {
-              return { x: p[xKey], y: p.quality, model: p.model, low: p.quality_low, high: p.quality_high, good: p.good_enough };
-            }),
-            pointRadius: points.map(function (p) { return p.good_enough ? 8 : 5; }),
-            pointBackgroundColor: points.map(function (p) { return p.good_enough ? accent : plain; }),
-            pointBorderColor: points.map(function (p) { return p.good_enough ? accent : plain; }),
-          }],
+          datasets: points.map(function (p, index) {
+            var color = palette[index % palette.length];
+            return {
+              label: p.model + (p.good_enough ? " (good enough)" : ""),
+              data: [{ x: p[xKey], y: p.quality, model: p.model, low: p.quality_low, high: p.quality_high, good: p.good_enough }],
+              pointRadius: p.good_enough ? 9 : 5,
+              pointStyle: p.good_enough ? "rectRot" : "circle",
+              backgroundColor: color,
+              borderColor: color,
+            };
+          }),
         },
         options: {
           animation: false,
+          maintainAspectRatio: false,
+          layout: { padding: 8 },
           plugins: {
-            legend: { display: false },
+            legend: { position: "bottom", labels: { usePointStyle: true, boxWidth: 8 } },
             tooltip: {
               callbacks: {
                 label: function (context) {
@@ -159,18 +166,20 @@
             },
           },
           scales: {
-            x: { title: { display: true, text: xLabel }, ticks: { callback: xFormat } },
-            y: { title: { display: true, text: data.quality_label } },
+            x: { beginAtZero: true, grace: "10%", title: { display: true, text: xLabel }, ticks: { callback: xFormat } },
+            y: scoreLike ?
+              { min: 0, max: 1, title: { display: true, text: data.quality_label } } :
+              { grace: "10%", title: { display: true, text: data.quality_label } },
           },
         },
       });
     }
 
     chart("lb-cost-chart", "cost_per_item_micros", "Cost per item (USD)", function (micros) {
-      return "$" + (micros / 1e6).toPrecision(3);
+      return micros ? "$" + Number((micros / 1e6).toPrecision(2)) : "$0";
     });
     chart("lb-latency-chart", "latency_p50_ms", "p50 latency (ms)", function (ms) {
-      return Math.round(ms) + " ms";
+      return (ms < 100 ? Number(ms.toFixed(1)) : Math.round(ms)) + " ms";
     });
   }
 
