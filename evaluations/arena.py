@@ -237,7 +237,7 @@ def vote_cast(
     if not all(isinstance(a, str) for a in answers):
         raise ArenaError("Answers are texts.")
     if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= 1000:
-        raise ArenaError("A vote comes after at least one turn.")
+        raise ArenaError("A vote comes after 1 to 1000 turns.")
     if not isinstance(prompt, str):
         raise ArenaError("The prompt is a text.")
     _check_cap(voter_id)
@@ -254,7 +254,7 @@ def vote_cast(
         now = timezone.now()
         # The conditional update is the lock: of two votes at once, one changes the row.
         claimed = ArenaMatch.objects.filter(id=match.id, voted_at__isnull=True).update(
-            voted_at=now, turns=min(turns, 32767), prompt_hash=prompt_hash
+            voted_at=now, turns=turns, prompt_hash=prompt_hash
         )
         if not claimed:
             raise ArenaError("This battle has already been voted on.", code="already_voted")
@@ -266,7 +266,7 @@ def vote_cast(
             kind=kind,
             outcome=outcome,
             prompt_hash=prompt_hash,
-            turns=min(turns, 32767),
+            turns=turns,
             answer_lengths=[len(a) for a in answers],
             void=bool(reasons),
             void_reason=void_reason,
