@@ -40,7 +40,9 @@ class BlindPane:
 
     def scrub(self, event: dict) -> dict:
         event = {k: v for k, v in event.items() if k not in HIDDEN_FIELDS}
-        if event.get("type") == "error" and isinstance(event.get("message"), str):
+        if event.get("code") == "model_not_found":
+            event["message"] = "This model is not available right now: start a new battle."
+        elif event.get("type") == "error" and isinstance(event.get("message"), str):
             message = event["message"]
             for name in self.names:
                 message = message.replace(name, "this model")

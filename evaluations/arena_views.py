@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import string
+from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from evaluations.models import ArenaMatch
@@ -97,6 +99,17 @@ def _board_and_matrix(*, scope: str, project, user_id: int):
     )
 
 
+def _open_match(voter_id: int) -> str | None:
+    """The voter's latest battle still waiting for a vote (it holds the board's numbers back)."""
+    since = timezone.now() - timedelta(days=1)
+    return (
+        ArenaMatch.objects.filter(voter_id=voter_id, voted_at__isnull=True, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
 @login_required
 def arena_board_page(request):
     project = _project_or_none(request)
@@ -123,6 +136,7 @@ def arena_board_page(request):
         context["matrix_models"], context["matrix_rows"] = _matrix_rows(matrix, names)
         context["team"] = project.team.name
         context["pending"] = any(row.get("pending") for row in context["board"])
+        context["open_match"] = _open_match(request.user.pk)
     return render(request, "evaluations/arena.html", context)
 
 

@@ -57,11 +57,22 @@
     turnCount.textContent = `Turn ${turns}`;
     if (voted) return;
     const ready = turns > 0 && !running && panes.every(answered);
+    // A pane whose model failed cannot be judged: this battle ends without a vote.
+    const failed = turns > 0 && !running && panes.filter((p) => {
+      const last = p.conversation.messages[p.conversation.messages.length - 1];
+      return last && last.error;
+    });
     if (voteHelp) {
-      voteHelp.textContent = ready
-        ? "Which answer is better? Vote, or send another message first."
-        : running ? "Answering…" : voteHelp.textContent;
+      if (failed && failed.length) {
+        const names = failed.map((p) => `Model ${String.fromCharCode(65 + p.index)}`).join(", ");
+        voteHelp.textContent = `${names} could not answer, so this battle cannot be judged: start a new one.`;
+      } else {
+        voteHelp.textContent = ready
+          ? "Which answer is better? Vote, or send another message first."
+          : running ? "Answering…" : voteHelp.textContent;
+      }
     }
+    newBattle.hidden = !(failed && failed.length);
     if (votePair) votePair.hidden = !ready;
     if (voteBest) voteBest.hidden = !ready;
     panes.forEach((p) => {

@@ -210,3 +210,45 @@ def test_three_pane_battle_ranked_on_a_phone_then_the_board(browser, stack, arti
     expect(page.locator("#arena-board tbody tr")).to_have_count(3)
     assert page.errors == []
     page.context.close()
+
+
+def test_a_pane_whose_model_fails_ends_the_battle_without_naming_it(browser, stack):
+    """A match (written here) with a model no engine serves: its pane's error does not name it,
+    and the battle cannot be voted on, only replaced."""
+    down = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
+    alice = stack.query("SELECT id FROM auth_user WHERE username = 'alice'")[0]["id"]
+    project = stack.query(
+        "SELECT p.id, p.team_id, t.organization_id FROM inference_app_project p "
+        "JOIN inference_app_team t ON t.id = p.team_id WHERE p.name = 'main'"
+    )[0]
+    match_id = "d0" * 16
+    stack.execute(
+        "INSERT INTO evaluations_arenamatch (id, organization_id, team_id, project_id, voter_id, "
+        "pane_models, params, session_id, turns, prompt_hash, voted_at, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, '', 0, '', NULL, CURRENT_TIMESTAMP)",
+        (
+            match_id,
+            project["organization_id"],
+            project["team_id"],
+            project["id"],
+            alice,
+            f'["{down}", "{FAST}"]',
+            '{"max_tokens": 20}',
+        ),
+    )
+    page = new_page(browser, stack)
+    sign_in(page, "alice")
+    page.goto(f"/arena/battle/{match_id}")
+    page.fill("#prompt", "Hello")
+    page.keyboard.press("Enter")
+    expect(page.locator("#vote-help")).to_contain_text("Model A could not answer")
+    error = page.locator(".msg-assistant.has-error .msg-error")
+    expect(error).to_have_text("This model is not available right now: start a new battle.")
+    expect(page.locator("#vote-pair")).to_be_hidden()
+    expect(page.locator("#new-battle")).to_be_visible()
+    html = page.content()
+    heard = "\n".join(str(frame) for frame in page.frames_seen)
+    for text in (down, "Llama-4", FAST, "Llama 3.1"):
+        assert text not in html and text not in heard
+    assert page.errors == []
+    page.context.close()

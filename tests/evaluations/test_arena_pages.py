@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.utils import timezone
 
+from evaluations.arena_runs import BlindPane
 from evaluations.models import ArenaMatch, ArenaRatings, ArenaVote, Battle
 from inference_app.catalog import sync_catalog
 from inference_app.gateway import settlement
@@ -204,6 +205,7 @@ def test_the_board_shows_the_stored_ratings_and_hides_them_while_a_vote_is_pendi
     match_id = _start(client, models=[FAST, FAST_2]).json()["match_id"]
     html = client.get("/arena/").content.decode()
     assert "vote pending" in html and 'id="arena-pending"' in html
+    assert f'href="/arena/battle/{match_id}"' in html  # back to the open battle
     for number in ("1044", "1010", "61%", "39%"):
         assert number not in html
     assert 'id="arena-matrix"' not in html
@@ -325,5 +327,19 @@ async def test_a_blind_panes_error_does_not_name_its_model(served):
     await ws.disconnect()
     error = events[-1]
     assert error["type"] == "error" and error["status"] == 404
-    assert "this model" in error["message"]
+    assert error["message"] == "This model is not available right now: start a new battle."
     assert NOT_SERVED not in raw and "Llama-4" not in raw
+
+
+def test_a_blind_panes_events_lose_cost_and_names():
+    pane = BlindPane(match_id="m", index=0, model=FAST, params={}, names=(FAST, "Llama 3.1 8B"))
+    done = pane.scrub({"type": "done", "completion_tokens": 3, "cost_micros": 41})
+    assert done == {"type": "done", "completion_tokens": 3}
+    error = pane.scrub(
+        {
+            "type": "error",
+            "code": "context_length_exceeded",
+            "message": f"{FAST} (Llama 3.1 8B) is full",
+        }
+    )
+    assert error["message"] == "this model (this model) is full"
