@@ -364,7 +364,8 @@ def evaluation_matrix(
     "next_offset" (None at the end), "items" (rows with any prediction)}. A cell:
     {"status", "output" (trial 0's, or the first finished trial's), "error", "trials",
      "scores": [{"name", "score", "spread", "passed", "pass_rate", "trials"} or None per scorer],
-     "latency_ms" (mean over scored trials), "cost_micros" (sum over trials)}."""
+     "latency_ms" (mean over scored trials), "cost_micros" (sum over trials),
+     "request_id" (the shown trial's gateway request)}."""
     filters = set(filters or ())
     cells = _cells(evaluation)
     models = _model_labels(evaluation)
@@ -416,6 +417,7 @@ def _matrix_cell(cell: _Cell | None, scorers: list[str]) -> dict[str, Any]:
             "scores": [None] * len(scorers),
             "latency_ms": None,
             "cost_micros": 0,
+            "request_id": "",
         }
     scored = cell.scored
     shown = scored[0] if scored else cell.trials[0]
@@ -441,6 +443,8 @@ def _matrix_cell(cell: _Cell | None, scorers: list[str]) -> dict[str, Any]:
         "scores": scores,
         "latency_ms": round(sum(latencies) / len(latencies)) if latencies else None,
         "cost_micros": sum(p.cost_micros for p in cell.trials),
+        # The shown trial's gateway request (its traced call has the same request id).
+        "request_id": shown.request_id,
     }
 
 

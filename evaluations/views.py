@@ -511,6 +511,7 @@ def _results_context(request, evaluation: Evaluation) -> dict:
     except ValueError:
         offset = 0
     matrix = selectors.evaluation_matrix(evaluation, filters, offset=offset)
+    _link_calls(evaluation, matrix)
     count = len(evaluation.model_specs)
     a = _model_index(request.GET.get("a", "0"), count)
     b = _model_index(request.GET.get("b", "1"), count)
@@ -534,6 +535,20 @@ def _results_context(request, evaluation: Evaluation) -> dict:
         "has_results": any(model["items"] for model in summary),
         "next_url": next_url,
     }
+
+
+def _link_calls(evaluation: Evaluation, matrix: dict) -> None:
+    """Each shown cell's traced call (`span_id`), found by its gateway request id."""
+    from traces.models import Call
+
+    cells = [cell for row in matrix["rows"] for cell in row["cells"] if cell["request_id"]]
+    spans = dict(
+        Call.objects.filter(
+            project_id=evaluation.project_id, request_id__in={c["request_id"] for c in cells}
+        ).values_list("request_id", "span_id")
+    )
+    for cell in cells:
+        cell["span_id"] = spans.get(cell["request_id"], "")
 
 
 @require_GET

@@ -322,9 +322,7 @@ def test_the_estimate_panel_counts_calls_and_prices(member, client_for):
     assert not Evaluation.objects.exists()
 
 
-def test_start_an_evaluation(member, client_for, monkeypatch):
-    started = []
-    monkeypatch.setattr("evaluations.views._start", started.append)
+def test_start_an_evaluation(member, client_for):
     user, project = member
     version = make_dataset(project, [{"input": "Hi", "expected": "Hello"}])
     own = {f"temperature__{PHI}": "0.5", f"max_tokens__{PHI}": "32"}
@@ -332,7 +330,8 @@ def test_start_an_evaluation(member, client_for, monkeypatch):
     evaluation = Evaluation.objects.get()
     assert response.status_code == 302
     assert response["Location"] == f"/evaluations/{evaluation.pk}"
-    assert started == [evaluation.pk]
+    # Started (its tasks are queued when the transaction commits: never, in this test).
+    assert evaluation.status == Evaluation.Status.RUNNING
     assert evaluation.budget_micros == 1_500_000
     assert [s["model"] for s in evaluation.model_specs] == [LLAMA, PHI]
     assert evaluation.model_specs[0]["params"] == {"max_tokens": 100, "temperature": 0.0}
@@ -406,6 +405,20 @@ def test_results_header_figures_are_the_statistics(finished, client_for):
     assert "&lt;script&gt;x&lt;/script&gt;" in html
     assert "&lt;b&gt;bold&lt;/b&gt;" in html
     assert 'data-testid="matched">4 of 4 items' in html
+    assert 'data-testid="call-link"' not in html  # no traced call yet
+
+
+def test_a_cell_links_its_traced_call(finished, client_for):
+    from tests.traces.page_world import record_call
+
+    user, project, evaluation = finished
+    call = record_call(project, user=user, source="evaluation", answer="A0")
+    Prediction.objects.filter(evaluation=evaluation, row_index=0, model_index=0).update(
+        request_id=call.request_id
+    )
+    html = client_for(user).get(f"/evaluations/{evaluation.pk}").content.decode()
+    assert f'href="/traces/{call.span_id}" data-testid="call-link"' in html
+    assert html.count('data-testid="call-link"') == 1
 
 
 def test_paired_comparison_verdict(member, client_for):
