@@ -85,7 +85,9 @@ def _filtered(project_id: int, filters: CallFilters):
         calls = calls.filter(cost_micros__gte=filters.min_cost_micros)
     if filters.q:
         # search_text is stored lowercased: a plain LIKE (a trigram index on PostgreSQL).
+        # The time range on the bodies too: only the months in range are read on PostgreSQL.
         bodies = CallBody.objects.filter(
+            started_at__gte=filters.since,
             started_at=OuterRef("started_at"),
             project_id=OuterRef("project_id"),
             span_id=OuterRef("span_id"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
 from traces.cleaning import clamp_int, clean_json, clean_text
 from traces.models import Call, CallBody
@@ -60,10 +60,35 @@ def _insert(reports: Sequence[CallReport], costs: Mapping[str, int], *, with_bod
         calls.append(call_row(report, cost_micros=costs.get(report.request_id), has_body=has_body))
         if has_body:
             bodies.append(body_row(report))
-    # A span sent twice (an exporter's retry racing the first send) is written once.
-    Call.objects.bulk_create(calls, ignore_conflicts=True)
+    _insert_rows(Call, calls)
     if bodies:
-        CallBody.objects.bulk_create(bodies, ignore_conflicts=True)
+        _insert_rows(CallBody, bodies)
+
+
+def _insert_rows(model, rows: list) -> None:
+    """One prepared INSERT run for every row (executemany): bulk_create compiles its SQL anew
+    for each batch, which was most of what tracing cost a request (docs/benchmarks.md). Values
+    go through each field's own preparation, as the ORM's would. A row whose key is already
+    there (an exporter's retry racing its first send) is kept once."""
+    fields = model._meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    marks = ", ".join(_placeholder(field) for field in fields)
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns})"
+        f" VALUES ({marks}) ON CONFLICT DO NOTHING"
+    )
+    values = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, values)
+
+
+def _placeholder(field) -> str:
+    if connection.vendor == "postgresql" and field.get_internal_type() == "JSONField":
+        return "%s::jsonb"
+    return "%s"
 
 
 def call_row(report: CallReport, *, cost_micros: int | None, has_body: bool) -> Call:
