@@ -149,16 +149,17 @@ def battle_new(request):
     project = _project_or_none(request)
     wanted = {m for m in request.GET.get("models", "").split(",") if m}
     setup = request.session.get(SESSION_KEY) or {}
+    models = served_models()
     return render(
         request,
         "evaluations/arena_new.html",
         {
             "project": project,
-            "models": served_models(),
+            "models": models,
             "wanted": wanted,
             "mode": "chosen" if wanted else "random",
             "n": setup.get("n") or MIN_PANES,
-            "pane_counts": range(MIN_PANES, MAX_PANES + 1),
+            "pane_counts": range(MIN_PANES, max(MIN_PANES, min(MAX_PANES, len(models))) + 1),
             "params": {**DEFAULT_PARAMS, **(setup.get("params") or {})},
             "ready": arena is not None,
         },

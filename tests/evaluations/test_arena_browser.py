@@ -172,6 +172,8 @@ def test_three_pane_battle_ranked_on_a_phone_then_the_board(browser, stack, arti
     page = new_page(browser, stack, 390, 844)
     sign_in(page, "carol")
     page.goto("/arena/new")
+    fits(page, 390)
+    page.screenshot(path=str(artifacts_dir / "arena-new-390.png"), full_page=True)
     page.select_option("select[name=n]", "3")
     page.click("#start-battle")
     page.wait_for_url("**/arena/battle/*")
