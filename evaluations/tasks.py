@@ -12,6 +12,9 @@ from django.conf import settings
 
 from evaluations import runner, runs
 
+# The worker imports each app's `tasks` module only: the arena's refresh must be known there.
+from evaluations.arena_tasks import arena_ratings_refresh  # noqa: F401
+
 # A prediction refused for concurrency (the user's own panes and API calls have the slots)
 # waits this long before its next try.
 DEFAULT_BUSY_RETRY_SECONDS = 2.0

@@ -157,9 +157,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
 from billing.beat import BEAT_SCHEDULE as BILLING_BEAT  # noqa: E402
+from evaluations.beat import EVALUATIONS_BEAT  # noqa: E402
 from traces.beat import TRACES_BEAT  # noqa: E402
 
-CELERY_BEAT_SCHEDULE = {**BILLING_BEAT, **TRACES_BEAT}
+CELERY_BEAT_SCHEDULE = {**BILLING_BEAT, **TRACES_BEAT, **EVALUATIONS_BEAT}
 
 # --- The gateway -----------------------------------------------------------------------------
 # Where the embedded llama.cpp engine listens (started by `manage.py run_engine`).
