@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import F
+
+from evaluations.models import ArenaMatch
 from inference_app.gateway import GatewayError, errors
 from inference_app.models import CatalogModel
 
@@ -77,6 +80,10 @@ def blind_pane(*, arena, voter_id: int) -> BlindPane:
         )
     if not 0 <= index < len(match.pane_models):
         raise errors.invalid_request("This battle has no such pane.", param="arena")
+    if index == 0:
+        # The server's count of the prompts sent (pane A gets every one): a vote needs one, so
+        # nobody votes on a battle they never saw, and the vote's turn count is not the page's.
+        ArenaMatch.objects.filter(pk=match.pk, voted_at__isnull=True).update(turns=F("turns") + 1)
     model = match.pane_models[index]
     name = (
         CatalogModel.objects.filter(model_id=model).values_list("display_name", flat=True).first()

@@ -324,7 +324,7 @@ def battle_page(request, match_id: str):
 @login_required
 @require_POST
 def vote_page(request, match_id: str):
-    """POST /arena/matches/<id>/vote {kind, outcome, answers, prompt, turns} -> the reveal."""
+    """POST /arena/matches/<id>/vote {kind, outcome, answers, prompt} -> the reveal."""
     match = _voters_match(request, match_id)
     try:
         data = json.loads(request.body or b"{}")
@@ -332,11 +332,16 @@ def vote_page(request, match_id: str):
         data = None
     if not isinstance(data, dict):
         return _json_error("Send a JSON object.", 400)
-    answers, prompt, turns = data.get("answers"), data.get("prompt"), data.get("turns")
+    answers, prompt = data.get("answers"), data.get("prompt")
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         return _json_error("answers is a list of texts, one per pane.", 400, "answers")
-    if not isinstance(prompt, str) or isinstance(turns, bool) or not isinstance(turns, int):
-        return _json_error("A vote carries the prompt and the number of turns.", 400)
+    if not isinstance(prompt, str):
+        return _json_error("A vote carries the prompt.", 400, "prompt")
+    # Turns are counted by the socket as prompts go out (evaluations/arena_runs.py), not taken
+    # from the page: a battle no prompt went to cannot be voted on.
+    turns = match.turns
+    if turns < 1:
+        return _json_error("Vote after the models have answered a prompt.", 400)
     try:
         vote = arena.vote_cast(
             match_id=match.id,

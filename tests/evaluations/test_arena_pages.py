@@ -65,6 +65,11 @@ def _start(client, **body):
     return client.post("/arena/matches", json.dumps(body), content_type="application/json")
 
 
+def _seen(match_id: str, turns: int = 1) -> None:
+    """What the socket records as the battle's prompts go out (the pages' tests skip the runs)."""
+    ArenaMatch.objects.filter(pk=match_id).update(turns=turns)
+
+
 def _no_giveaway(text: str) -> None:
     for name in GIVEAWAYS:
         assert name.lower() not in text.lower(), f"{name!r} reached the browser"
@@ -122,6 +127,13 @@ def test_another_users_match_is_a_404_and_the_voter_sees_the_reveal(served):
     vote = {"kind": "pair", "outcome": {"winner": 0}, "answers": ["one", "two"]}
     vote.update(prompt="Hi", turns=1)
 
+    # No prompt went to this battle yet: no vote on it.
+    unseen = ada_client.post(
+        f"/arena/matches/{match_id}/vote", json.dumps(vote), content_type="application/json"
+    )
+    assert unseen.status_code == 400 and "answered" in unseen.json()["error"]["message"]
+    _seen(match_id)
+
     assert bob_client.get(f"/arena/battle/{match_id}").status_code == 404
     forged = bob_client.post(
         f"/arena/matches/{match_id}/vote", json.dumps(vote), content_type="application/json"
@@ -155,6 +167,7 @@ def test_an_answer_naming_its_model_makes_the_vote_void(served):
     ada, _ = make_member("ada")
     client = _client(ada)
     match_id = _start(client, models=[FAST, FAST_2]).json()["match_id"]
+    _seen(match_id)
     match = ArenaMatch.objects.get(pk=match_id)
     answers = ["I am Llama, made by Meta." if m == FAST else "Hello." for m in match.pane_models]
     response = client.post(
@@ -210,6 +223,7 @@ def test_the_board_shows_the_stored_ratings_and_hides_them_while_a_vote_is_pendi
         assert number not in html
     assert 'id="arena-matrix"' not in html
     vote = {"kind": "pair", "outcome": {"winner": 1}, "answers": ["a", "b"], "prompt": "x"}
+    _seen(match_id, turns=2)
     client.post(
         f"/arena/matches/{match_id}/vote",
         json.dumps(vote | {"turns": 2}),
@@ -282,6 +296,8 @@ async def test_blind_run_events_carry_no_model_and_no_cost(served):
     _no_giveaway(raw)
     assert "cost_micros" not in raw
     assert all(e["type"] != "session" for e in events)  # no history naming the models
+    await match.arefresh_from_db()
+    assert match.turns == 1  # one prompt, counted once (pane A's run)
     # The runs went to the match's models, with the match's parameters, as Compare calls.
     await settlement.drain()
     from billing.models import UsageRecord
