@@ -79,7 +79,7 @@ def leaderboards_list(request):
     teams = list(teams_readable(request.user.pk))
     team_ids = [team.pk for team in teams]
     errors: dict[str, list[str]] = {}
-    form = {"team": "", "name": "", "description": "", "columns": []}
+    form = {"team": "", "name": "", "description": "", "columns": [], "show_arena": True}
     if request.method == "POST":
         team = next((t for t in teams if str(t.pk) == request.POST.get("team")), None)
         form = {
@@ -87,6 +87,7 @@ def leaderboards_list(request):
             "name": request.POST.get("name", ""),
             "description": request.POST.get("description", ""),
             "columns": _columns_from_form(request.POST),
+            "show_arena": request.POST.get("show_arena") == "on",
         }
         if team is None:
             errors = {"team": ["choose one of your teams"]}
@@ -100,7 +101,7 @@ def leaderboards_list(request):
                     name=form["name"],
                     description=form["description"],
                     columns=form["columns"],
-                    show_arena=request.POST.get("show_arena") == "on",
+                    show_arena=form["show_arena"],
                 )
             except leaderboards.LeaderboardInvalid as exc:
                 errors = exc.errors
@@ -141,13 +142,65 @@ def _format_cell(cell: dict | None, metric: str) -> dict | None:
     return {**cell, "text": text}
 
 
-@require_GET
-@login_required
-def leaderboard_detail(request, leaderboard_id: int):
+def _readable_board(request, leaderboard_id: int):
     team_ids = list(teams_readable(request.user.pk).values_list("pk", flat=True))
     board = leaderboards.leaderboard_get(leaderboard_id=leaderboard_id, team_ids=team_ids)
     if board is None:
         raise Http404("No such leaderboard")
+    return board
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def leaderboard_edit(request, leaderboard_id: int):
+    """Rename, describe, change the columns or the arena section (the team stays)."""
+    board = _readable_board(request, leaderboard_id)
+    errors: dict[str, list[str]] = {}
+    form = {
+        "team": str(board.team_id),
+        "name": board.name,
+        "description": board.description,
+        "columns": board.columns,
+        "show_arena": board.show_arena,
+    }
+    if request.method == "POST":
+        form.update(
+            name=request.POST.get("name", ""),
+            description=request.POST.get("description", ""),
+            columns=_columns_from_form(request.POST),
+            show_arena=request.POST.get("show_arena") == "on",
+        )
+        try:
+            leaderboards.leaderboard_update(
+                board,
+                name=form["name"],
+                description=form["description"],
+                columns=form["columns"],
+                show_arena=form["show_arena"],
+            )
+        except leaderboards.LeaderboardInvalid as exc:
+            errors = exc.errors
+            board.refresh_from_db()
+        else:
+            return redirect("leaderboards:detail", leaderboard_id=board.pk)
+    context = {
+        "board": board,
+        "fixed_team": Team.objects.get(pk=board.team_id),
+        "scorers_by_evaluation": _scorers_by_evaluation([board.team_id]),
+        "metrics": leaderboards.METRICS,
+        "form": form,
+        "errors": errors,
+        "max_columns": MAX_FORM_COLUMNS,
+    }
+    return render(
+        request, "evaluations/leaderboards_edit.html", context, status=400 if errors else 200
+    )
+
+
+@require_GET
+@login_required
+def leaderboard_detail(request, leaderboard_id: int):
+    board = _readable_board(request, leaderboard_id)
     table = leaderboards.leaderboard_table(board)
     rows = []
     for row in table["rows"]:

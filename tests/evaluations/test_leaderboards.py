@@ -397,3 +397,40 @@ def test_detail_page_shows_the_teams_arena_ratings_when_on(tenant):
     board.show_arena = False
     board.save()
     assert "m/arena-star" not in client.get(f"/leaderboards/{board.pk}").content.decode()
+
+
+def test_edit_page_updates_and_refuses_bad_columns(tenant):
+    tenant.run(results={0: CHEAP, 1: DEAR})
+    board = tenant.board()
+    client = _client(tenant.user)
+    page = client.get(f"/leaderboards/{board.pk}/edit")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'value="Board"' in html and 'id="lb-initial-columns"' in html
+    bad = client.post(
+        f"/leaderboards/{board.pk}/edit",
+        {"name": "Board", "evaluation_0": "QA", "scorer_0": "nope", "metric_0": "mean"},
+    )
+    assert bad.status_code == 400 and "has no scorer" in bad.content.decode()
+    board.refresh_from_db()
+    assert board.columns[0]["scorer"] == "exact_match" and board.show_arena
+    good = client.post(
+        f"/leaderboards/{board.pk}/edit",
+        {
+            "name": "Renamed",
+            "description": "Cheaper first",
+            "evaluation_0": "QA",
+            "metric_0": "cost_per_item",
+            "minimize_0": "on",
+        },
+    )
+    assert good.status_code == 302 and good["Location"] == f"/leaderboards/{board.pk}"
+    board.refresh_from_db()
+    assert (board.name, board.description, board.show_arena) == ("Renamed", "Cheaper first", False)
+    assert board.columns == [
+        {"evaluation": "QA", "scorer": "", "metric": "cost_per_item", "minimize": True}
+    ]
+    assert leaderboard_table(board)["rows"][0]["model"] == "m/cheap"
+    stranger = Tenant("edit-stranger")
+    assert _client(stranger.user).get(f"/leaderboards/{board.pk}/edit").status_code == 404
+    assert _client(stranger.user).post(f"/leaderboards/{board.pk}/edit", {}).status_code == 404

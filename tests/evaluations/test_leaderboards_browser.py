@@ -216,3 +216,19 @@ def test_a_new_leaderboard_from_the_form(browser, stack, board, artifacts_dir):
     expect(headers).to_have_text(["Model", "QA · exact_match · Pass rate", "QA · Cost per item"])
     expect(page.locator("#leaderboard-table tbody tr")).to_have_count(2)
     assert page.errors == []
+    # Edit it: the form holds its columns; remove the cost column and rename it.
+    page.click("a:has-text('Edit')")
+    page.wait_for_url(re.compile(r"/leaderboards/\d+/edit$"))
+    columns = page.locator("#lb-columns .lb-column")
+    expect(columns).to_have_count(2)
+    expect(columns.nth(0).locator("[data-field=metric]")).to_have_value("pass_rate")
+    expect(columns.nth(1).locator("[data-field=metric]")).to_have_value("cost_per_item")
+    columns.nth(1).locator("[data-remove-column]").click()
+    page.fill("input[name=name]", "Pass rate only")
+    page.click("button:has-text('Save')")
+    page.wait_for_url(re.compile(r"/leaderboards/\d+$"))
+    expect(page.locator("h1")).to_have_text("Pass rate only")
+    expect(page.locator("#leaderboard-table thead th button")).to_have_text(
+        ["Model", "QA · exact_match · Pass rate"]
+    )
+    assert page.errors == []
