@@ -46,6 +46,13 @@ def _child_setup():
 
     set_database_connection()
     evaluations.runs._enqueue = lambda prediction_ids: None
+    # A fork copies asgiref's one-thread executor but not its thread: after tests in this
+    # process that used it (async consumer tests), sync_to_async would wait forever.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import SyncToAsync
+
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
 
 
 @pytest.fixture
