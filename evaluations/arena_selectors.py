@@ -102,3 +102,36 @@ def ratings_info(*, team_id: int) -> dict | None:
     if stored is None:
         return None
     return {"battles": stored.battles, "rounds": stored.rounds, "computed_at": stored.computed_at}
+
+
+def open_battle_sessions(*, project_id: int) -> frozenset[str]:
+    """Blind battles of this project not voted on yet: their calls (traced under the match's
+    id) would name the models behind the panes, so Traces hides them until the vote."""
+    return frozenset(
+        ArenaMatch.objects.filter(project_id=project_id, voted_at__isnull=True).values_list(
+            "id", flat=True
+        )
+    )
+
+
+def match_answers(match: ArenaMatch) -> list[str | None]:
+    """Each pane's answers as the server recorded them (the calls traced under the match, all
+    turns joined), in pane order; None for a pane with no stored answer (bodies off, or not
+    written yet). The vote's void check reads these rather than what the page sends."""
+    from traces.models import Call, CallBody
+
+    calls = Call.objects.filter(project_id=match.project_id, session_id=match.id, has_body=True)
+    keys = {(c.started_at, c.span_id): c.pane for c in calls}
+    answers: dict[str, list[str]] = {}
+    bodies = CallBody.objects.filter(
+        project_id=match.project_id, span_id__in=[span for _, span in keys]
+    ).order_by("started_at")
+    for body in bodies:
+        pane = keys.get((body.started_at, body.span_id))
+        content = body.output.get("content") if isinstance(body.output, dict) else None
+        if pane is not None and isinstance(content, str):
+            answers.setdefault(pane, []).append(content)
+    return [
+        "\n\n".join(answers[f"arena-{index}"]) if f"arena-{index}" in answers else None
+        for index in range(len(match.pane_models))
+    ]

@@ -342,6 +342,14 @@ def vote_page(request, match_id: str):
     turns = match.turns
     if turns < 1:
         return _json_error("Vote after the models have answered a prompt.", 400)
+    # The void check reads the answers the server recorded (the match's traced calls); the
+    # page's copy only fills a pane the server kept no text for (bodies off): a page cannot
+    # hide an answer that named its model.
+    recorded = arena_selectors.match_answers(match)
+    if len(answers) == len(recorded):
+        answers = [
+            mine if mine is not None else sent for mine, sent in zip(recorded, answers, strict=True)
+        ]
     try:
         vote = arena.vote_cast(
             match_id=match.id,

@@ -151,8 +151,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         project = await sync_to_async(current_project)(user=user)
         trace, source = None, SOURCE
         if blind is not None:
-            # No trace session: its layout (the History menu) would name the pane's model.
+            # Traced under the match (its id is a trace id), with no history session: a session's
+            # layout (the History menu) would name the pane's model. The vote reads the answers
+            # back from these calls, and Traces hides them until the vote.
             source = COMPARE_SOURCE
+            trace = TraceContext(
+                trace_id=blind.match_id, session_id=blind.match_id, pane=f"arena-{blind.index}"
+            )
         elif project is not None and message.get("kind") in KINDS:
             session = await self._session(message, user=user, project=project, pane=pane, body=body)
             if session is not None:

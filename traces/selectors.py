@@ -33,6 +33,8 @@ class CallFilters:
     min_latency_ms: int | None = None
     min_cost_micros: int | None = None
     q: str = ""
+    # Sessions whose calls are not shown (a blind arena battle not voted on yet).
+    hidden_sessions: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +73,8 @@ def _filtered(project_id: int, filters: CallFilters):
     calls = Call.objects.filter(project_id=project_id, started_at__gte=filters.since)
     if filters.until is not None:
         calls = calls.filter(started_at__lt=filters.until)
+    if filters.hidden_sessions:
+        calls = calls.exclude(session_id__in=filters.hidden_sessions)
     if filters.model:
         calls = calls.filter(model=filters.model)
     if filters.source:

@@ -7,6 +7,7 @@ outside them is a 404, never a 403: the page does not tell whether it exists.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
+from evaluations.arena_selectors import open_battle_sessions
 from inference_app.models import CatalogModel, Project, TeamMembership
 from inference_app.projects import project_for_user, projects_readable
 from playground.catalog_views import api_base_url
@@ -80,6 +82,9 @@ def traces_list(request):
         filters, cursor = default_filters(), None
     page = None
     if project is not None:
+        hidden = open_battle_sessions(project_id=project.pk)
+        if hidden:
+            filters = dataclasses.replace(filters, hidden_sessions=hidden)
         page = calls_page(project_id=project.pk, filters=filters, cursor=cursor)
     usernames = _usernames(call.user_id for call in page.calls) if page else {}
     rows = [
@@ -216,7 +221,7 @@ def _conversation(inputs: dict, output: dict) -> dict | None:
 def traces_detail(request, span_id: str):
     readable = list(projects_readable(user_id=request.user.pk))
     call = call_detail(project_ids=[p.pk for p in readable], span_id=span_id)
-    if call is None:
+    if call is None or call.session_id in open_battle_sessions(project_id=call.project_id):
         raise Http404("No such call")
     project = next(p for p in readable if p.pk == call.project_id)
     spans = trace_spans(project_id=call.project_id, trace_id=call.trace_id) if call.trace_id else []
