@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema_rs
+import regex
 from rapidfuzz import fuzz
 
 
@@ -189,15 +190,23 @@ def _clip(text: str, limit: int = 80) -> str:
 
 # --- Regex and JSON Schema (compiled once per distinct argument) ----------------------------------
 
-_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+# A user's pattern runs on the `regex` engine, which can stop a search: a catastrophic pattern
+# such as (a+)+$ would otherwise hold a worker for minutes (`re` has no timeout).
+_REGEX_FLAGS = {
+    "i": regex.IGNORECASE,
+    "m": regex.MULTILINE,
+    "s": regex.DOTALL,
+    "x": regex.VERBOSE,
+}
+REGEX_TIMEOUT_SECONDS = 1.0
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(pattern: str, flags: str) -> re.Pattern[str]:
-    value = 0
+def _compiled(pattern: str, flags: str) -> regex.Pattern:
+    value = regex.VERSION0  # Python re's syntax
     for letter in flags:
         value |= _REGEX_FLAGS[letter]
-    return re.compile(pattern, value)
+    return regex.compile(pattern, value)
 
 
 @functools.cache
@@ -294,7 +303,12 @@ def _contains_all(output: str, args: dict, inputs: dict) -> Score:
 
 
 def _regex(output: str, args: dict, inputs: dict) -> Score:
-    match = _compiled(args["pattern"], args["flags"]).search(output)
+    try:
+        match = _compiled(args["pattern"], args["flags"]).search(
+            output, timeout=REGEX_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        return Score(0.0, False, f"the pattern ran over {REGEX_TIMEOUT_SECONDS:g} s: no match")
     if match:
         return Score(1.0, True, f"matches at {match.start()}: {_clip(match.group())!r}")
     return Score(0.0, False, f"no match for /{_clip(args['pattern'])}/")
@@ -514,7 +528,7 @@ def scorer_validate(
         else:
             try:
                 _compiled(values["pattern"], values["flags"])
-            except re.error as exc:
+            except regex.error as exc:
                 errors.append(f"regex: the pattern does not compile: {exc}")
     elif name == "json_schema":
         errors.extend(f"json_schema: {e}" for e in _schema_errors(values["schema"]))

@@ -404,3 +404,15 @@ def test_judge_parse_unreadable_scores_zero(text, reason_start):
 def test_judge_parse_threshold():
     assert not judge_parse('{"score": 0.6}', threshold=0.7).passed
     assert judge_parse('{"score": 0.7}', threshold=0.7).passed
+
+
+def test_a_catastrophic_pattern_stops_at_its_timeout_and_fails():
+    import time
+
+    from evaluations.scorers import REGEX_TIMEOUT_SECONDS, score
+
+    started = time.monotonic()
+    # Exponential backtracking (the `regex` engine defuses the classic (a+)+$, not this one).
+    result = score("regex", {"pattern": r"(a|aa)+$"}, None, output="a" * 40 + "b", row={})
+    assert time.monotonic() - started < REGEX_TIMEOUT_SECONDS + 2
+    assert not result.passed and "ran over" in result.reason
