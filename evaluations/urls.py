@@ -1,16 +1,10 @@
-"""Each area's routes live in its own module (datasets and evaluations pages, leaderboards,
-arena, API); this file only joins them."""
-
-from importlib import import_module
+"""The evaluations app's pages: datasets and evaluations, leaderboards, the arena. (Its /v1 API,
+evaluations/urls_api.py, is routed ahead of the API's catch-all in inference_app/urls.py.)"""
 
 from django.urls import include, path
 
-_AREAS = ["urls_pages", "urls_leaderboards", "urls_arena", "urls_api"]
-
-urlpatterns = []
-for _area in _AREAS:
-    try:
-        import_module(f"evaluations.{_area}")
-    except ModuleNotFoundError:
-        continue  # not written yet
-    urlpatterns.append(path("", include(f"evaluations.{_area}")))
+urlpatterns = [
+    path("", include("evaluations.urls_pages")),
+    path("", include("evaluations.urls_leaderboards")),
+    path("", include("evaluations.urls_arena")),
+]
