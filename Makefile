@@ -26,7 +26,8 @@ run: install
 
 test: install
 	bash .ci/install-browser
-	$(PY) -m pytest
+	# Two workers (one per core), a test file per worker: its module-scoped live stacks start once.
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: install
 	$(PY) -m pytest -m "not browser and not engine and not scaled"

@@ -136,6 +136,17 @@ _DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_ser
 
 
 @pytest.fixture(autouse=True)
+def _fresh_gateway_caches():
+    """Each test reads deployments, keys and projects anew: a cache filled by an earlier test
+    (another module's fake engine, on a port now closed) would route this one's calls there."""
+    from inference_app.gateway import callers, model_list, routing
+
+    routing.clear_caches()
+    callers.clear_caches()
+    model_list.clear_caches()
+
+
+@pytest.fixture(autouse=True)
 def _every_usage_row_has_its_call(request):
     """At the end of every test that uses the database: each usage row has exactly one trace
     call with its request id, whose cost is the ledger's charge for it (0 without one).

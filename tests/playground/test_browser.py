@@ -328,7 +328,7 @@ def test_select_three_cards_and_compare_them_streaming_from_the_engine(
     page.mouse.move(0, 0)
     page.screenshot(path=artifacts_dir / "compare-3-panes.png")
     rows = stack.usage_rows_since(before, expect=3)
-    assert len(rows) == 3 and {r["source"] for r in rows} == {"playground"}
+    assert len(rows) == 3 and {r["source"] for r in rows} == {"compare"}
     assert {r["model"] for r in rows} == {SMOL, LLAMA_8B, PHI}
     assert page.errors == []
 
