@@ -65,6 +65,8 @@ def test_admin_removes_a_member_from_the_page(
                 # A phone's header folds its links under Menu.
                 expect(page.locator(".topnav")).to_be_hidden()
                 page.get_by_role("button", name="Menu").click()
+            else:
+                expect(page.get_by_role("button", name="Menu")).to_be_hidden()
             page.locator(".topnav").get_by_role("link", name="Members").click()
             page.wait_for_url(f"{live_server.url}/billing/members/")
             if width < 720:
