@@ -100,6 +100,17 @@ def engine_overloaded() -> GatewayError:
     )
 
 
+def model_unavailable(model: str) -> GatewayError:
+    """No deployment of the model answers (all out of rotation, or none took the connection):
+    the engine is down, not busy, so "overloaded" would send the caller to retry in vain."""
+    return GatewayError(
+        status=503,
+        message=f"The model `{model}` is unavailable right now.",
+        type="server_error",
+        code="model_unavailable",
+    )
+
+
 def model_not_found(model: str) -> GatewayError:
     return GatewayError(
         status=404,

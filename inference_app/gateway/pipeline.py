@@ -243,7 +243,8 @@ class ChatCall:
     async def _open(self) -> None:
         """Open the engine request on the first deployment that takes it."""
         try:
-            failure: engine_client.EngineUnavailable | None = None
+            failure: engine_client.EngineUnavailable | None = None  # the last answered failure
+            busy = False  # some deployment answered 429/503: overloaded, not down
             for target in routing.candidates(self._route):
                 self.deployment = target.name
                 try:
@@ -251,15 +252,20 @@ class ChatCall:
                         target, self._engine_payload(target)
                     )
                 except engine_client.EngineUnavailable as exc:
-                    failure = exc
+                    if exc.answered:
+                        failure = exc  # an answer says more than a deployment that is down
+                    busy = busy or (exc.answered and exc.overloaded)
                     await routing.record_failure(
                         target, exc, organization_id=self.caller.organization_id
                     )
                     continue
                 routing.record_success(target)
                 return
-            if failure is None or failure.overloaded:
+            if busy:
                 raise errors.engine_overloaded()
+            if failure is None:
+                # Every deployment is out of rotation or gave no answer: the model is down.
+                raise errors.model_unavailable(self._route.model_id)
             if failure.engine_message:
                 # The engine's own words: when this request caused the error, they say how.
                 raise errors.server_error(failure.engine_message)

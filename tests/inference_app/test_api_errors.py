@@ -369,7 +369,7 @@ async def test_no_credits_is_quota_error_that_must_not_be_retried(world, fake_en
 @pytest.mark.parametrize(
     "behaviour,status,code",
     [
-        ("refuse", 503, "engine_overloaded"),
+        ("refuse", 503, "model_unavailable"),
         ("http503", 503, "engine_overloaded"),
         ("http500", 500, "server_error"),
     ],
@@ -383,6 +383,9 @@ async def test_engine_down_or_failing_is_5xx_and_costs_nothing(
     error = assert_error(response, status, code)
     if code == "engine_overloaded":
         assert error["message"] == "The engine is currently overloaded, please try again later"
+    elif code == "model_unavailable":
+        # Down, not busy: the caller is not told to retry an engine that does not answer.
+        assert error["message"] == f"The model `{TEXT_MODEL}` is unavailable right now."
     else:
         # The engine's own message (the fake says "boom"): when the request caused the error,
         # it tells the caller how.

@@ -129,7 +129,7 @@ async def test_failures_from_two_organizations_take_a_deployment_out(world, riva
     calls = engine.calls - engine.probes
     # Its only deployment is out: 503 at once, without asking the engine.
     response = await ask(rival)
-    assert response.status_code == 503 and response.json()["error"]["code"] == "engine_overloaded"
+    assert response.status_code == 503 and response.json()["error"]["code"] == "model_unavailable"
     assert engine.calls - engine.probes == calls
     row = await Deployment.objects.aget(name="text-a")
     assert not row.is_healthy and "failed to parse grammar" in row.last_error
@@ -183,7 +183,7 @@ async def test_a_deployment_stays_out_while_its_probe_fails(world, engine, setti
     await _until(lambda: engine.probes >= probes + 3)
     assert not routing.is_healthy("text-a")
     response = await ask(world)
-    assert response.status_code == 503 and response.json()["error"]["code"] == "engine_overloaded"
+    assert response.status_code == 503 and response.json()["error"]["code"] == "model_unavailable"
 
 
 async def test_the_probe_stops_once_every_deployment_is_back(world, engine):

@@ -317,13 +317,13 @@ def test_huge_body_is_413(stack):
 # --- 5xx -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_engine_down_is_server_error(stack, alice, stream):
-    """DOWN_MODEL's only deployment points at a closed port: 503 engine_overloaded."""
+    """DOWN_MODEL's only deployment points at a closed port: 503 model_unavailable."""
     before = stack.usage_rows()
     with pytest.raises(openai.InternalServerError) as caught:
         result = alice.chat.completions.create(model=DOWN_MODEL, messages=HELLO, stream=stream)
         if stream:
             list(result)
-    assert_error_body(caught.value, status=503, code="engine_overloaded")
+    assert_error_body(caught.value, status=503, code="model_unavailable")
     assert_no_new_usage(stack, before)
     # The other models are unaffected.
     assert alice.chat.completions.create(model=FAST_MODEL, messages=HELLO, max_tokens=4).choices

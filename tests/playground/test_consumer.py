@@ -229,7 +229,7 @@ async def test_gateway_errors_reach_the_pane_as_readable_messages(member, deploy
     await ws.send_json_to(run_message("down", DOWN))
     error = json.loads(await ws.receive_from(timeout=20))
     assert error["pane"] == "down" and error["status"] == 503
-    assert error["message"] == "The engine is currently overloaded, please try again later"
+    assert error["message"] == f"The model `{DOWN}` is unavailable right now."
 
     # Credits spent: the quota error, as the API would answer it. (Drained first, so that no
     # usage row is written after the balance is set.)
