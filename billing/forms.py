@@ -83,3 +83,21 @@ def usage_filters(params) -> tuple[UsageFilterForm, dict]:
 
 def date_range(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+class PlanChoiceForm(forms.Form):
+    """Which self-serve plan to move to (the confirmation step posts it back)."""
+
+    plan = forms.ChoiceField(choices=[("free", "Free"), ("pro", "Pro")])
+
+
+class SpendCapForm(forms.Form):
+    """Pro's monthly spend cap in dollars (the service checks the plan's limits)."""
+
+    cap_usd = forms.DecimalField(
+        label="Monthly spend cap (USD)", min_value=0, max_digits=12, decimal_places=2
+    )
+
+    @property
+    def cap_micros(self) -> int:
+        return int(self.cleaned_data["cap_usd"] * 1_000_000)

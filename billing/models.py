@@ -45,10 +45,20 @@ class Organization(models.Model):
     # counter under the same row lock as reservations, so the check costs one row read.
     overage_month = models.DateField(null=True, blank=True)
     overage_micros = models.BigIntegerField(default=0)
+    # The monthly spend cap an admin chose, within the plan's (billing.plan_changes); null: the
+    # plan's own cap. Reservations read it under the same row lock as the overage counter.
+    spend_cap_micros = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def monthly_spend_cap_micros(self) -> int:
+        """The cap that applies: the admin's choice, else the plan's."""
+        if self.spend_cap_micros is not None:
+            return self.spend_cap_micros
+        return self.plan.monthly_spend_cap_micros
 
 
 class Membership(models.Model):
@@ -172,7 +182,17 @@ class ReservationHolder(models.Model):
 
 
 class PlanChange(models.Model):
-    """One row per plan change: who moved the organization from which plan to which, and when."""
+    """One row per plan change: who moved the organization from which plan to which, and when.
+
+    Also a change of the monthly spend cap (from_plan == to_plan, spend_cap_micros set). A
+    downgrade waits as `scheduled` until `effective_at` (the end of the month), when the
+    month-end job applies it; a change made meanwhile cancels it.
+    """
+
+    class Status(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        SCHEDULED = "scheduled", "Scheduled"
+        CANCELLED = "cancelled", "Cancelled"
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="plan_changes"
@@ -186,9 +206,21 @@ class PlanChange(models.Model):
     )
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.APPLIED)
+    # When it took (or will take) effect; null on rows written before scheduling existed.
+    effective_at = models.DateTimeField(null=True, blank=True)
+    spend_cap_micros = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # At most one change waits per organization.
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=models.Q(status="scheduled"),
+                name="uniq_scheduled_plan_change",
+            )
+        ]
 
 
 class CreditGrant(models.Model):

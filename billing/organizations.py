@@ -53,8 +53,13 @@ def organization_change_plan(
             to_plan=plan,
             changed_by=changed_by,
             note=note,
+            effective_at=timezone.now(),
         )
-        Organization.objects.filter(pk=org.pk).update(plan=plan)
+        # An operator's change replaces whatever an admin had scheduled or capped on the old plan.
+        PlanChange.objects.filter(organization=org, status=PlanChange.Status.SCHEDULED).update(
+            status=PlanChange.Status.CANCELLED
+        )
+        Organization.objects.filter(pk=org.pk).update(plan=plan, spend_cap_micros=None)
         _grant_plan_credits(organization=org, plan=plan, created_by=changed_by)
     organization.refresh_from_db()
     return change

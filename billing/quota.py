@@ -52,7 +52,7 @@ def _spendable_micros(*, organization: Organization, now: datetime, credits_micr
         return organization.balance_micros - organization.reserved_micros
     cap_left = max(
         0,
-        organization.plan.monthly_spend_cap_micros
+        organization.monthly_spend_cap_micros
         - overage_this_month_micros(organization=organization, now=now),
     )
     return (credits_micros or 0) - organization.reserved_micros + cap_left
@@ -176,12 +176,13 @@ class _Held:
     overage_month: date | None  # both backends give a DateField back as a date
     overage_micros: int
     plan: _HeldPlan
+    monthly_spend_cap_micros: int  # the organization's own cap, else its plan's
 
 
 _ORG = Organization._meta.db_table
 _LOCK_FOR_RESERVE_SQL = (
     "SELECT o.balance_micros, o.reserved_micros, o.overage_month, o.overage_micros,"
-    " p.allows_overage, p.monthly_spend_cap_micros"
+    " p.allows_overage, COALESCE(o.spend_cap_micros, p.monthly_spend_cap_micros)"
     f" FROM {_ORG} o JOIN {Organization._meta.get_field('plan').related_model._meta.db_table} p"
     " ON p.id = o.plan_id WHERE o.id = %s"
 )
@@ -220,7 +221,9 @@ def _lock_for_reserve(organization_id: int) -> _Held:
     if row is None:
         raise Organization.DoesNotExist(f"organization {organization_id}")
     balance, reserved, overage_month, overage, allows_overage, cap = row[-6:]
-    return _Held(balance, reserved, overage_month, overage, _HeldPlan(bool(allows_overage), cap))
+    return _Held(
+        balance, reserved, overage_month, overage, _HeldPlan(bool(allows_overage), cap), cap
+    )
 
 
 def _reserve_organization(

@@ -243,8 +243,8 @@ def upcoming_charges(
         month=month,
         spend_so_far_micros=spend_so_far_micros,
         overage_so_far_micros=overage,
-        projected_overage_micros=min(projected, plan.monthly_spend_cap_micros),
-        cap_micros=plan.monthly_spend_cap_micros,
+        projected_overage_micros=min(projected, organization.monthly_spend_cap_micros),
+        cap_micros=organization.monthly_spend_cap_micros,
     )
 
 
@@ -295,3 +295,80 @@ def lost_requests(
         rows = rows.filter(team=team_name, project=project_name)
     found = rows.aggregate(count=Count("pk"), cost_micros=Sum("cost_micros"))
     return {"count": found["count"] or 0, "cost_micros": found["cost_micros"] or 0}
+
+
+def organizations_of_member(*, user) -> list[Organization]:
+    """Organizations `user` belongs to in any role (the plan page is readable by all of them)."""
+    if not user.is_authenticated:
+        return []
+    return list(
+        Organization.objects.filter(memberships__user=user)
+        .select_related("plan")
+        .order_by("name", "id")
+        .distinct()
+    )
+
+
+def latest_usage(*, organization_id: int, limit: int = 20) -> list[UsageRecord]:
+    """The organization's latest requests, newest first (the usage page's activity list)."""
+    return list(
+        UsageRecord.objects.filter(organization_id=organization_id)
+        .select_related("user")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def out_of_credits(*, organization: Organization, now: datetime | None = None) -> bool:
+    """Whether new requests would be refused for lack of credits (Free, Academic), or because
+    a plan with overage has used its whole monthly cap."""
+    from billing.quota import spendable_micros
+
+    return spendable_micros(organization=organization, now=now or timezone.now()) <= 0
+
+
+HOURLY_MAX_DAYS = 2
+
+
+def usage_by_hour(
+    *,
+    organization_id: int,
+    start: date,
+    end: date,
+    group_by: str = GROUP_BY_MODEL,
+    model: str = "",
+    project: str = "",
+) -> list[tuple[datetime, str, int, int]]:
+    """(hour, group, cost, tokens) from the raw usage rows, for ranges of HOURLY_MAX_DAYS or
+    less (rollups are daily; two days of raw rows are few enough to group by hour)."""
+    from django.db.models.functions import TruncHour
+
+    rows = UsageRecord.objects.filter(
+        organization_id=organization_id,
+        created_at__gte=day_bounds(start)[0],
+        created_at__lt=day_bounds(end)[1],
+    )
+    if model:
+        rows = rows.filter(model=model)
+    if project:
+        team_name, _, project_name = project.partition("/")
+        rows = rows.filter(team=team_name, project=project_name)
+    key_fields = ["model"] if group_by == GROUP_BY_MODEL else ["team", "project"]
+    grouped = (
+        rows.annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values("hour", *key_fields)
+        .annotate(
+            cost=Sum("cost_micros"),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+        )
+        .order_by()
+    )
+    return [
+        (
+            g["hour"],
+            g["model"] if group_by == GROUP_BY_MODEL else f"{g['team']}/{g['project']}",
+            g["cost"] or 0,
+            (g["prompt"] or 0) + (g["completion"] or 0),
+        )
+        for g in grouped
+    ]

@@ -10,6 +10,7 @@ from celery import shared_task
 from billing.credits import credits_expire_all_due, credits_expire_due
 from billing.invoices import invoice_issue, invoices_issue_for_month, previous_month
 from billing.lost import reservations_settle_lost
+from billing.plan_changes import plan_changes_apply_due
 from billing.rollups import usage_rollup_day, usage_rollup_recent
 
 
@@ -31,7 +32,15 @@ def issue_invoice(organization_id: int, month: str) -> int | None:
 
 @shared_task
 def issue_last_month_invoices() -> int:
-    return len(invoices_issue_for_month(month=previous_month()))
+    issued = len(invoices_issue_for_month(month=previous_month()))
+    # Downgrades scheduled for the month's end, after its overage is invoiced on the old plan.
+    plan_changes_apply_due()
+    return issued
+
+
+@shared_task
+def apply_scheduled_plan_changes() -> int:
+    return plan_changes_apply_due()
 
 
 @shared_task

@@ -5,6 +5,7 @@ several, `?org=<slug>` picks one. Anyone else gets 403, anonymous users the sign
 """
 
 import csv
+from datetime import UTC, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -17,11 +18,16 @@ from django.views.decorators.vary import vary_on_headers
 from billing.forms import date_range, usage_filters
 from billing.models import Organization
 from billing.money import micros_to_decimal
+from billing.plan_changes import scheduled_change
 from billing.selectors import (
+    HOURLY_MAX_DAYS,
     billing_summary,
+    latest_usage,
     lost_requests,
     organizations_administered,
+    out_of_credits,
     usage_by_day,
+    usage_by_hour,
     usage_filter_choices,
 )
 
@@ -55,6 +61,8 @@ def billing_home(request):
         {
             "summary": billing_summary(organization=organization),
             "organization": organization,
+            "out_of_credits": out_of_credits(organization=organization),
+            "scheduled": scheduled_change(organization_id=organization.pk),
             "organizations": organizations,
             "org_query": _org_query(organization, organizations),
         },
@@ -72,6 +80,35 @@ def _usage_rows(organization, filters):
     )
 
 
+def _hourly_chart_data(organization, filters) -> dict:
+    """As _chart_data, one bucket per UTC hour (ranges of HOURLY_MAX_DAYS days or less)."""
+    start = datetime.combine(filters["start"], time.min, tzinfo=UTC)
+    hours = [start + timedelta(hours=i) for i in range(24 * _range_days(filters))]
+    index = {hour: i for i, hour in enumerate(hours)}
+    series: dict[str, dict[str, list[int]]] = {}
+    for hour, key, cost, tokens in usage_by_hour(
+        organization_id=organization.pk,
+        start=filters["start"],
+        end=filters["end"],
+        group_by=filters["group_by"],
+        model=filters["model"],
+        project=filters["project"],
+    ):
+        group = series.setdefault(key, {"cost": [0] * len(hours), "tokens": [0] * len(hours)})
+        i = index[hour.astimezone(UTC)]
+        group["cost"][i] += cost
+        group["tokens"][i] += tokens
+    return {
+        "bucket": "hour",
+        "labels": [hour.strftime("%m-%d %H:00") for hour in hours],
+        "groups": [{"key": key, **values} for key, values in sorted(series.items())],
+    }
+
+
+def _range_days(filters) -> int:
+    return (filters["end"] - filters["start"]).days + 1
+
+
 def _chart_data(rows, filters) -> dict:
     """Series per group for Chart.js: integer micro-dollars and tokens; the browser formats."""
     days = date_range(filters["start"], filters["end"])
@@ -82,6 +119,7 @@ def _chart_data(rows, filters) -> dict:
         group["cost"][index[row.day]] += row.cost_micros
         group["tokens"][index[row.day]] += row.total_tokens
     return {
+        "bucket": "day",
         "labels": [day.isoformat() for day in days],
         "groups": [{"key": key, **values} for key, values in sorted(series.items())],
     }
@@ -115,7 +153,10 @@ def billing_usage(request):
             "tokens": sum(r.total_tokens for r in rows),
             "cost_micros": sum(r.cost_micros for r in rows),
         },
-        "chart": _chart_data(rows, filters),
+        "chart": _hourly_chart_data(organization, filters)
+        if _range_days(filters) <= HOURLY_MAX_DAYS
+        else _chart_data(rows, filters),
+        "activity": latest_usage(organization_id=organization.pk),
         "lost": lost_requests(
             organization_id=organization.pk,
             start=filters["start"],

@@ -5,6 +5,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from billing.selectors import administers_any_organization
 from inference_app.models import ApiKey, CatalogModel, Deployment, Project
 from inference_app.projects import project_for_user, projects_readable, projects_usable
+from playground.model_health import with_health
 
 
 def _with_served(qs: QuerySet[CatalogModel]) -> QuerySet[CatalogModel]:
@@ -20,7 +21,8 @@ def catalog_cards() -> list[CatalogModel]:
 
 
 def served_models() -> list[CatalogModel]:
-    return [m for m in catalog_cards() if m.served]
+    """Served models, each with its health (playground/model_health.py) for the picker."""
+    return with_health([m for m in catalog_cards() if m.served])
 
 
 def catalog_model_find(*, model_id: str) -> CatalogModel | None:

@@ -1,14 +1,13 @@
 // Draws the usage charts from the JSON the server embeds (#usage-chart-data), and again after
-// every htmx swap of the results. Amounts arrive as integer micro-dollars.
+// every htmx swap of the results. Amounts arrive as integer micro-dollars; buckets are days, or
+// hours for ranges of two days or less (data.bucket).
 (function () {
   "use strict";
   const PALETTE = ["#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2", "#dc2626", "#ca8a04", "#4b5563"];
   const charts = {};
 
-  function usd(micros) {
-    const dollars = micros / 1e6;
-    return "$" + (Math.abs(dollars) >= 0.01 || dollars === 0 ? dollars.toFixed(2) : dollars.toPrecision(2));
-  }
+  // The one money rule (static/js/money.js, loaded before this file).
+  const usd = (micros) => window.Yardstick.money.usd(micros);
 
   function draw(canvasId, data, field, formatTick) {
     const canvas = document.getElementById(canvasId);

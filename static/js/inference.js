@@ -25,7 +25,7 @@
     grid.querySelectorAll(".model-card").forEach((card) => {
       const isSelected = selected.includes(card.dataset.modelId);
       card.classList.toggle("selected", isSelected);
-      card.setAttribute("aria-pressed", String(isSelected));
+      card.querySelector(".select-mark").setAttribute("aria-pressed", String(isSelected));
       const button = card.querySelector(".compare-btn");
       button.hidden = !isSelected;
       button.textContent = label;
@@ -40,7 +40,7 @@
       selected.splice(at, 1);
       say("");
     } else if (card.classList.contains("unavailable")) {
-      say(`${card.dataset.modelName} is not available: no deployment serves it.`);
+      say(card.dataset.unavailableReason || `${card.dataset.modelName} is not available: no deployment serves it.`);
       return;
     } else if (selected.length >= limit) {
       say(`Compare shows up to ${limit} models: unselect one to pick another.`);
@@ -55,17 +55,16 @@
   grid.addEventListener("click", (event) => {
     const card = event.target.closest(".model-card");
     if (!card) return;
+    // The card's toggle button (keyboards press it with Enter or Space).
+    if (event.target.closest(".select-mark")) {
+      toggle(card);
+      return;
+    }
     // The name is a link to the model page; buttons and links do their own thing.
     if (event.target.closest("a, button, .model-name")) return;
     // Selecting text (e.g. the model ID) is not a click on the card.
     if (String(window.getSelection()).length > 0) return;
     toggle(card);
-  });
-  grid.addEventListener("keydown", (event) => {
-    if ((event.key === "Enter" || event.key === " ") && event.target.classList.contains("model-card")) {
-      event.preventDefault();
-      toggle(event.target);
-    }
   });
   refresh();
 })();
