@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 
+from inference_app.gateway.callers import _load_caller_fields
 from playground.catalog_views import api_base_url
 from playground.chat_requests import MAX_PANES
 from playground.selectors import current_project, readable_project_ids, served_models
@@ -118,4 +119,9 @@ def compare(request):
             wanted.append(pool[len(wanted) % len(pool)])
     context["pane_models"] = wanted
     context["max_panes"] = MAX_PANES
+    # How many panes may run at once: the gateway's own limits for this user and project.
+    limits = _load_caller_fields(request.user.pk, project.path if project else None)
+    context["concurrency"] = (
+        min(limits["user_concurrency"], limits["project_concurrency"]) if limits else None
+    )
     return render(request, "playground/compare.html", context)
