@@ -550,5 +550,6 @@
   applySync();
   syncUrl();
   refreshChrome();
-  prompt.focus();
+  // Not on a phone: focusing would scroll the page down and open the keyboard.
+  if (!window.matchMedia("(max-width: 720px)").matches) prompt.focus();
 })();

@@ -337,7 +337,8 @@ def test_on_a_phone_the_panes_are_tabs_with_their_state_in_words(phone, artifact
     page.locator("#send").tap()
     expect(tabs.nth(0).locator(".pane-tab-state")).to_have_text("Streaming")
     expect(tabs.nth(5).locator(".pane-tab-state")).to_have_text("Waiting")
-    page.screenshot(path=str(artifacts_dir / "compare-tabs-390.png"), full_page=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(artifacts_dir / "compare-tabs-390.png"))
 
     tabs.nth(5).tap()
     expect(tabs.nth(5)).to_have_attribute("aria-selected", "true")
@@ -354,5 +355,6 @@ def test_on_a_phone_the_panes_are_tabs_with_their_state_in_words(phone, artifact
         expect(tabs.nth(i).locator(".pane-tab-state")).to_have_text("Done")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     page.screenshot(path=str(artifacts_dir / "compare-tabs-390-done.png"))
     assert page.errors == []
