@@ -488,6 +488,7 @@
       const tab = tabsEl.children[i];
       const [state, label] = stateOf(pane);
       tab.setAttribute("aria-selected", String(pane === activeTab));
+      tab.tabIndex = pane === activeTab ? 0 : -1;
       tab.dataset.state = state;
       tab.querySelector(".pane-tab-name").textContent = `${i + 1} ${(pane.select.value || "").split("/").pop()}`;
       tab.querySelector(".pane-tab-state").textContent = state === "waiting" ? "Waiting" : label;
@@ -502,6 +503,16 @@
     const tab = tabsEl.querySelector(`[data-pane="${pane.id}"]`);
     if (tab) tab.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
+  // Arrow keys move between tabs (the tablist pattern).
+  tabsEl.addEventListener("keydown", (e) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+    if (!step) return;
+    e.preventDefault();
+    const i = panes.indexOf(activeTab) + step;
+    if (i < 0 || i >= panes.length) return;
+    showTab(panes[i]);
+    tabsEl.children[i].focus();
+  });
   let touchX = null;
   panesEl.addEventListener("touchstart", (e) => { touchX = e.touches[0].clientX; }, { passive: true });
   panesEl.addEventListener("touchend", (e) => {

@@ -109,6 +109,18 @@ def phone(browser, stack):
     context.close()
 
 
+def axe_problems(page, **options) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, **options)
+    return [
+        f"{v['id']}: {[n['target'] for n in v['nodes'][:3]]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
 def sign_in(page):
     page.goto("/accounts/login/")
     page.fill("input[name=username]", "bob")
@@ -227,6 +239,13 @@ def test_six_panes_on_the_free_plan_run_four_at_once_and_a_busy_send_reaches_eve
     )
     assert old.split() == a.split() and new.split() == b.split()
     page.screenshot(path=str(artifacts_dir / "compare-diff-1440.png"))
+    # Totals, markers, states and the diff pass axe, in the light and the dark theme.
+    assert axe_problems(page) == []
+    page.emulate_media(color_scheme="dark")
+    contrast = {"runOnly": {"type": "rule", "values": ["color-contrast"]}}
+    assert axe_problems(page, options=contrast) == []
+    page.screenshot(path=str(artifacts_dir / "compare-diff-1440-dark.png"))
+    page.emulate_media(color_scheme="light")
 
     # Enlarge a pane; Escape restores it.
     third = page.locator(".pane").nth(2)
@@ -339,6 +358,12 @@ def test_on_a_phone_the_panes_are_tabs_with_their_state_in_words(phone, artifact
     expect(tabs.nth(5).locator(".pane-tab-state")).to_have_text("Waiting")
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts_dir / "compare-tabs-390.png"))
+    assert axe_problems(page) == []
+    # Arrow keys move between the tabs.
+    tabs.nth(0).focus()
+    page.keyboard.press("ArrowRight")
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    expect(tabs.nth(1)).to_be_focused()
 
     tabs.nth(5).tap()
     expect(tabs.nth(5)).to_have_attribute("aria-selected", "true")
