@@ -9,7 +9,9 @@
   // The one money rule (static/js/money.js, loaded before this file).
   const usd = (micros) => window.Yardstick.money.usd(micros);
 
-  function draw(canvasId, data, field, formatTick) {
+  // minimum: the axis's least top (a cent for cost), so an empty or tiny chart does not label
+  // fractions of a micro-dollar or of a token.
+  function draw(canvasId, data, field, formatTick, minimum) {
     const canvas = document.getElementById(canvasId);
     if (!canvas || !window.Chart) return;
     if (charts[canvasId]) charts[canvasId].destroy();
@@ -31,7 +33,12 @@
         interaction: { mode: "index", intersect: false },
         scales: {
           x: { stacked: true, ticks: { maxRotation: 0, autoSkipPadding: 12 } },
-          y: { stacked: true, beginAtZero: true, ticks: { callback: formatTick } },
+          y: {
+            stacked: true,
+            beginAtZero: true,
+            suggestedMax: minimum,
+            ticks: { callback: formatTick, precision: 0 },
+          },
         },
         plugins: {
           legend: { position: "bottom" },
@@ -45,8 +52,8 @@
     const node = document.getElementById("usage-chart-data");
     if (!node) return;
     const data = JSON.parse(node.textContent);
-    draw("usage-cost-chart", data, "cost", usd);
-    draw("usage-tokens-chart", data, "tokens", (v) => Number(v).toLocaleString());
+    draw("usage-cost-chart", data, "cost", usd, 10000);
+    draw("usage-tokens-chart", data, "tokens", (v) => Number(v).toLocaleString(), 10);
   }
 
   document.addEventListener("DOMContentLoaded", render);

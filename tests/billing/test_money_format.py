@@ -73,3 +73,63 @@ def test_browser_rule_agrees_on_every_amount_around_the_cent():
         list(range(0, 30_001, 7)) + [-v for v in range(0, 30_001, 13)] + [10**k for k in range(13)]
     )
     assert run_money_js(values) == [format_usd(v) for v in values]
+
+
+# --- the usage page: hourly buckets for short ranges, the latest requests ----------------------
+@pytest.fixture
+def usage_org(db):
+    from datetime import UTC, datetime, timedelta
+
+    from django.utils import timezone
+
+    from billing.usage import settle_usage
+    from tests.billing.conftest import make_org, make_report, make_user
+
+    org = make_org(plan_code="pro", name="Hourly")
+    today = timezone.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    start = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    for i in range(25):
+        settle_usage(
+            make_report(
+                org,
+                request_id=f"req-hourly-{i:02d}",
+                created_at=start + timedelta(minutes=5 * i),  # 00:00 .. 02:00 today
+                model="m-old" if i < 5 else "m-new",
+            )
+        )
+    return org, make_user(organization=org), start
+
+
+def test_two_days_or_less_are_drawn_by_the_hour(client, usage_org):
+    from django.utils import timezone
+
+    org, admin, start = usage_org
+    client.force_login(admin)
+    day = start.date().isoformat()
+    response = client.get("/billing/usage/", {"start": day, "end": day})
+    chart = response.context["chart"]
+    assert chart["bucket"] == "hour" and len(chart["labels"]) == 24
+    assert chart["labels"][0].endswith("00:00")
+    costs = {group["key"]: group["cost"] for group in chart["groups"]}
+    # 12 requests in hour 0 (00:00..00:55), 12 in hour 1, 1 at 02:00; the first 5 on m-old.
+    per_request = response.context["activity"][0].cost_micros
+    assert costs["m-old"][0] == 5 * per_request
+    assert costs["m-new"][:3] == [7 * per_request, 12 * per_request, per_request]
+    assert b"Hourly cost by model" in response.content
+    # A 30-day range stays daily.
+    response = client.get("/billing/usage/")
+    assert response.context["chart"]["bucket"] == "day"
+    assert len(response.context["chart"]["labels"]) == 30
+    assert b"Daily cost by model" in response.content
+    assert timezone.now()  # (the clock is real: today's rows are raw, not rolled up)
+
+
+def test_the_latest_twenty_requests_newest_first(client, usage_org):
+    org, admin, _ = usage_org
+    client.force_login(admin)
+    response = client.get("/billing/usage/")
+    activity = response.context["activity"]
+    assert [row.request_id for row in activity] == [f"req-hourly-{i:02d}" for i in range(24, 4, -1)]
+    html = response.content.decode()
+    assert 'data-testid="activity"' in html
+    assert html.count("<td>m-new</td>") >= 20

@@ -2,6 +2,8 @@
 confirmation page (the ledger and the plan history checked after) and sets Pro's cap; a member
 sees the plan with no button to change it, and a POST of theirs is refused. At 1440 and 390."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from billing.models import LedgerEntry, Membership, PlanChange
@@ -41,6 +43,7 @@ def test_admin_upgrades_to_pro_and_a_member_is_refused(
     from playwright.sync_api import expect, sync_playwright
 
     org, admin, member = plan_world
+    today = datetime.now(UTC).date().isoformat()
     balance_before = org.balance_micros
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_executable, args=LAUNCH_ARGS)
@@ -99,6 +102,16 @@ def test_admin_upgrades_to_pro_and_a_member_is_refused(
             page.screenshot(
                 path=str(artifacts_dir / f"billing-plans-pro-{width}.png"), full_page=True
             )
+            # Usage: filters in the URL, hourly for a day, the latest requests listed.
+            page.goto(f"{live_server.url}/billing/usage/?start={today}&end={today}")
+            page.wait_for_function("() => window.Chart && Chart.getChart('usage-cost-chart')")
+            expect(page.get_by_test_id("cost-chart-caption")).to_have_text("Hourly cost by model")
+            assert (
+                page.evaluate("() => Chart.getChart('usage-cost-chart').data.labels.length") == 24
+            )
+            expect(page.get_by_test_id("activity")).to_contain_text("No requests yet.")
+            _fits(page, width)
+            page.screenshot(path=str(artifacts_dir / f"billing-usage-{width}.png"), full_page=True)
             assert errors == []
 
             # The member: the plan, no button; their POST (with a valid CSRF token) is refused.
