@@ -96,6 +96,14 @@ def chat_body_build(*, model, messages, params) -> dict:
             raise PlaygroundRequestError(f"At most {MAX_STOP_SEQUENCES} stop sequences.", "stop")
         if stop:
             body["stop"] = stop
+    # JSON mode / JSON schema: passed on as given; the gateway checks its shape (400).
+    response_format = params.get("response_format")
+    if response_format is not None:
+        if not isinstance(response_format, dict):
+            raise PlaygroundRequestError(
+                "The response format must be an object.", "response_format"
+            )
+        body["response_format"] = response_format
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}
     return body

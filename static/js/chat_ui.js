@@ -59,12 +59,58 @@
     if (seed !== "") params.seed = parseInt(seed, 10);
     const stop = get("stop").value.split("\n").filter((s) => s.length > 0).slice(0, 4);
     if (stop.length) params.stop = stop;
+    const format = Y.responseFormat(root);
+    if (format.value) params.response_format = format.value;
     return params;
+  };
+
+  // The "Response format" control (Playground only): text, JSON mode, or a JSON schema typed
+  // in a textarea. {value} when usable (null for plain text), {error} when the schema is no
+  // JSON object; the page refuses to send until it is fixed.
+  Y.responseFormat = function (root) {
+    const mode = root.querySelector('[data-param="response_format"]');
+    if (!mode || mode.value === "text") return { value: null };
+    if (mode.value === "json_object") return { value: { type: "json_object" } };
+    const area = root.querySelector("[data-json-schema]");
+    let schema;
+    try {
+      schema = JSON.parse(area ? area.value : "");
+    } catch (e) {
+      return { error: `The JSON schema is not valid JSON: ${e.message}` };
+    }
+    if (!schema || typeof schema !== "object" || Array.isArray(schema)) {
+      return { error: "The JSON schema must be a JSON object." };
+    }
+    return { value: { type: "json_schema", json_schema: { name: "response", schema, strict: true } } };
+  };
+  Y.showResponseFormat = function (root) {
+    const mode = root.querySelector('[data-param="response_format"]');
+    const box = root.querySelector("[data-json-schema-box]");
+    if (!mode || !box) return;
+    box.hidden = mode.value !== "json_schema";
+    const error = root.querySelector("[data-json-schema-error]");
+    const problem = box.hidden ? null : Y.responseFormat(root).error;
+    // While typing, only a schema that was wrong once is re-checked (no error on the way in).
+    if (error && (!problem || !error.hidden)) {
+      error.hidden = !problem;
+      error.textContent = problem || "";
+    }
   };
 
   // Parameters of a restored session (or of a call opened in the Playground) into the panel.
   Y.applyParams = function (root, params) {
     for (const [name, value] of Object.entries(params || {})) {
+      if (name === "response_format") {
+        const mode = root.querySelector('[data-param="response_format"]');
+        const area = root.querySelector("[data-json-schema]");
+        if (!mode || !value || !value.type) continue;
+        mode.value = value.type;
+        if (value.type === "json_schema" && area && value.json_schema) {
+          area.value = JSON.stringify(value.json_schema.schema || {}, null, 2);
+        }
+        Y.showResponseFormat(root);
+        continue;
+      }
       const input = root.querySelector(`[data-param="${name}"]`);
       if (!input) continue;
       input.value = name === "stop" ? (Array.isArray(value) ? value.join("\n") : "") : String(value);
@@ -187,9 +233,11 @@
     }
   };
   // Restored messages in a conversation (answers render through the Markdown sanitizer).
-  Y.restoreMessages = function (conversation, messages) {
+  // `model`: the pane's model, the label of restored answers that do not name theirs.
+  Y.restoreMessages = function (conversation, messages, model) {
     conversation.messages = (messages || []).map((m) => ({
       role: m.role, content: m.content, streaming: false, error: null, meta: null,
+      model: m.role === "assistant" ? m.model || model || null : null,
     }));
     conversation.render();
   };
@@ -246,16 +294,75 @@
     });
   };
 
+  // ---- code highlighting ---------------------------------------------------------------------
+  // Runs on markup the sanitizer already produced: each code block's *text* goes through
+  // highlight.js (which escapes it) and the result through DOMPurify again, so a "<script>" in a
+  // model's code block stays text. The language (from ```lang) is shown in a small label.
+  Y.highlightCode = function (root) {
+    if (!window.hljs || !window.DOMPurify) return;
+    root.querySelectorAll("pre > code").forEach((code) => {
+      if (code.dataset.highlighted) return;
+      const text = code.textContent;
+      const match = /(?:^|\s)language-([\w#+.-]+)/.exec(code.className);
+      const asked = match ? match[1] : "";
+      const language = asked && hljs.getLanguage(asked) ? asked : "";
+      let html;
+      let shownName = asked;
+      try {
+        const result = language
+          ? hljs.highlight(text, { language, ignoreIllegals: true })
+          : hljs.highlightAuto(text);
+        html = result.value;
+        if (!asked && result.relevance >= 5) shownName = result.language || "";
+      } catch (e) {
+        return; // leave the plain text
+      }
+      code.innerHTML = DOMPurify.sanitize(html, { ALLOWED_TAGS: ["span"], ALLOWED_ATTR: ["class"] });
+      code.classList.add("hljs");
+      code.dataset.highlighted = "yes";
+      const block = code.closest(".code-block");
+      if (shownName && block && !block.querySelector(".code-lang")) {
+        const label = document.createElement("span");
+        label.className = "code-lang";
+        label.textContent = shownName;
+        block.prepend(label);
+      }
+    });
+  };
+
   // ---- a conversation ------------------------------------------------------------------------
   // messages: {role, content, streaming, error, meta}; the DOM is rebuilt on structural change
   // and only the streaming message's content is re-rendered (once per frame) on each delta.
+  // An assistant message may hold several versions (Retry, or n samples): {content, meta,
+  // error, model} each, `version` the one shown; the shown one is also in the message's own
+  // fields, which are what history() sends on.
   Y.Conversation = class {
-    constructor(container, { onRetry, onResend, emptyEl }) {
+    constructor(container, { onRetry, onResend, emptyEl, showModel }) {
       this.container = container;
       this.onRetry = onRetry;
       this.onResend = onResend;
       this.emptyEl = emptyEl || null;
+      this.showModel = Boolean(showModel); // label each answer with its model (Playground)
       this.messages = [];
+    }
+    // Keep the shown version and start a new, empty one (shown). An empty failed version is
+    // replaced rather than kept.
+    newVersion(m) {
+      const current = { content: m.content, meta: m.meta, error: m.error, model: m.model };
+      m.versions = m.versions || [];
+      m.version = m.version || 0;
+      if (!Y.contentText(m.content) && m.error) m.versions.splice(m.version, 1);
+      else m.versions[m.version] = current;
+      m.versions.push({ content: "", meta: null, error: null, model: m.model });
+      m.version = m.versions.length - 1;
+      Object.assign(m, m.versions[m.version]);
+    }
+    showVersion(m, index) {
+      if (!m.versions || m.streaming || index < 0 || index >= m.versions.length) return;
+      m.versions[m.version || 0] = { content: m.content, meta: m.meta, error: m.error, model: m.model };
+      m.version = index;
+      Object.assign(m, m.versions[index]);
+      this.render();
     }
     history() {
       // What the next request carries: finished, non-empty messages.
@@ -281,6 +388,7 @@
       const role = document.createElement("div");
       role.className = "msg-role";
       role.textContent = m.role === "user" ? "You" : "Assistant";
+      if (m.role === "assistant") this.renderAnswerHead(m, role);
       el.appendChild(role);
       const body = document.createElement("div");
       body.className = "msg-content" + (m.role === "assistant" ? " markdown" : "");
@@ -306,6 +414,40 @@
       this.paintMeta(m);
       if (!m.streaming && !m.editing) el.appendChild(this.renderActions(m, index));
       return el;
+    }
+    // "Assistant · <model>" and, with several versions, a ‹ 2/3 › switcher.
+    renderAnswerHead(m, head) {
+      if (this.showModel && m.model) {
+        const label = document.createElement("span");
+        label.className = "msg-model";
+        label.dataset.model = m.model;
+        label.title = m.model;
+        label.textContent = (Y.modelInfo(m.model) || {}).name || m.model;
+        head.append(" ", label);
+      }
+      const count = m.versions ? m.versions.length : 0;
+      if (count < 2) return;
+      const shown = m.version || 0;
+      const nav = document.createElement("span");
+      nav.className = "msg-versions";
+      nav.setAttribute("role", "group");
+      nav.setAttribute("aria-label", "Versions of this answer");
+      const step = (text, label, to) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "btn-link version-step";
+        b.textContent = text;
+        b.setAttribute("aria-label", label);
+        b.disabled = m.streaming || to < 0 || to >= count;
+        b.addEventListener("click", () => this.showVersion(m, to));
+        return b;
+      };
+      const position = document.createElement("span");
+      position.className = "version-count";
+      position.dataset.versionCount = "";
+      position.textContent = `${shown + 1}/${count}`;
+      nav.append(step("‹", "Previous version", shown - 1), position, step("›", "Next version", shown + 1));
+      head.append(" ", nav);
     }
     renderActions(m, index) {
       const bar = document.createElement("div");
@@ -368,6 +510,7 @@
     paint(m) {
       if (m.role === "assistant") {
         Y.renderMarkdown(m.contentEl, m.content);
+        Y.highlightCode(m.contentEl);
       } else {
         m.contentEl.textContent = Y.contentText(m.content);
         const images = Y.contentImages(m.content);
@@ -437,12 +580,20 @@
       this.live = null;
     }
     get running() { return this.runId !== null; }
-    start(model, systemPrompt, params) {
+    // options.target: an assistant message to write a new version of (Retry, the next of n
+    // samples) instead of a new message; the conversation up to it is what is sent.
+    start(model, systemPrompt, params, options) {
+      const target = options && options.target;
+      if (target) {
+        this.conversation.newVersion(target);
+        target.streaming = true; // history() leaves it out
+      }
       const messages = Y.apiMessages(systemPrompt, this.conversation.history());
       this.runId = `r${++runCounter}`;
-      this.message = this.conversation.add("assistant", "");
+      this.message = target || this.conversation.add("assistant", "");
       this.message.streaming = true;
       this.message.meta = null;
+      this.message.model = model;
       this.conversation.render();
       this.startedAt = performance.now();
       this.live = { elapsed_ms: 0 };

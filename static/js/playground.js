@@ -7,7 +7,7 @@
   const PANE = "chat";
   const $ = (sel) => root.querySelector(sel);
   const select = $("[data-model-select]");
-  const paramsRoot = $("[data-params]");
+  const paramsRoot = $("#params-root");
   const prompt = $("#prompt");
   const systemPrompt = $("#system-prompt");
   const sendButton = $("#send");
@@ -26,14 +26,16 @@
   if (wanted) select.value = wanted;
   let currentModel = select.value;
 
+  // Retry keeps the earlier answers as versions of this one (‹1/2›); what came after it goes.
   const conversation = new Y.Conversation($("#messages"), {
     emptyEl: $("#empty-state"),
+    showModel: true,
     onRetry: (index) => {
-      if (run.running) return;
-      conversation.messages.splice(index);
-      start();
+      if (busy()) return;
+      conversation.messages.splice(index + 1);
+      start(conversation.messages[index]);
     },
-    onResend: () => { if (!run.running) start(); },
+    onResend: () => { if (!busy()) start(); },
   });
   const newChat = root.querySelector("[data-new-session]");
   const session = new Y.ChatSession("chat");
@@ -50,16 +52,57 @@
     conversation,
     context: () => session.fields(),
     onChange: () => {
-      sendButton.hidden = run.running;
-      stopButton.hidden = !run.running;
+      if (!run.running && samplesLeft > 0) {
+        // n samples: the same request again, into the next version of the same answer. A
+        // failed sample ends the series (the next would most likely fail the same way).
+        const answer = run.message;
+        if (answer && !answer.error) {
+          setTimeout(() => {
+            if (samplesLeft <= 0 || run.running) return; // stopped meanwhile
+            samplesLeft -= 1;
+            launch(answer);
+          }, 0);
+        } else {
+          samplesLeft = 0;
+        }
+      }
+      sendButton.hidden = busy();
+      stopButton.hidden = !busy();
     },
   });
+  // Samples still to run after the current one (the "Samples (n)" parameter). Each sample is
+  // its own request: the pane's stream carries one answer, and llama.cpp refuses n > 1.
+  let samplesLeft = 0;
+  const busy = () => run.running || samplesLeft > 0;
+  const sampleInput = root.querySelector("[data-sample-count]");
+  const sampleCount = () => Math.min(4, Math.max(1, parseInt(sampleInput.value, 10) || 1));
+  const schemaError = root.querySelector("[data-json-schema-error]");
 
-  function start() {
+  // An invalid JSON schema is shown under its box and nothing is sent.
+  function formatOk() {
+    const { error } = Y.responseFormat(paramsRoot);
+    schemaError.hidden = !error;
+    schemaError.textContent = error || "";
+    if (error) root.querySelector("[data-json-schema]").focus();
+    return !error;
+  }
+
+  // target: the answer to add versions to (Retry); else a new answer.
+  function start(target) {
+    samplesLeft = sampleCount() - 1;
+    launch(target || null);
+  }
+  function launch(target) {
     const params = Y.readParams(paramsRoot);
+    run.start(select.value, systemPrompt.value, params, { target });
     lastBody = Y.buildBody(select.value, Y.apiMessages(systemPrompt.value, conversation.history()), params);
-    run.start(select.value, systemPrompt.value, params);
     updateCode();
+  }
+  function stop() {
+    samplesLeft = 0;
+    run.stop();
+    sendButton.hidden = run.running;
+    stopButton.hidden = !run.running;
   }
 
   const attachments = new Y.Attachments({
@@ -70,7 +113,8 @@
 
   function send() {
     const text = prompt.value.trim();
-    if (!text || run.running || !select.value || select.value === "__compare__") return;
+    if (!text || busy() || !select.value || select.value === "__compare__") return;
+    if (!formatOk()) return;
     conversation.add("user", attachments.take(text));
     prompt.value = "";
     start();
@@ -81,7 +125,7 @@
     if (codePanel.hidden) return;
     let body = lastBody;
     const pending = prompt.value.trim();
-    if (!run.running && (pending || !body)) {
+    if (!busy() && (pending || !body)) {
       const history = conversation.history().concat([{ role: "user", content: pending || "Hello!" }]);
       body = Y.buildBody(select.value, Y.apiMessages(systemPrompt.value, history), Y.readParams(paramsRoot));
     }
@@ -107,9 +151,16 @@
   });
   $("#composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
   Y.bindComposerKeys(prompt, send);
-  stopButton.addEventListener("click", () => run.stop());
+  stopButton.addEventListener("click", stop);
+  // Escape stops a running answer (and any samples still to come), wherever the focus is.
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && busy()) {
+      event.preventDefault();
+      stop();
+    }
+  });
   $("#clear-chat").addEventListener("click", () => {
-    run.stop();
+    stop();
     conversation.clear();
     session.reset(); // the next message starts a new chat (the old one stays in History)
     lastBody = null;
@@ -129,6 +180,10 @@
     });
   });
   for (const el of [prompt, systemPrompt, paramsRoot]) el.addEventListener("input", updateCode);
+  paramsRoot.addEventListener("change", updateCode);
+  for (const event of ["input", "change"]) {
+    paramsRoot.addEventListener(event, () => Y.showResponseFormat(paramsRoot));
+  }
 
   // "New chat" keeps the model in use.
   function newChatLink() {
@@ -140,7 +195,7 @@
   if (restored) {
     systemPrompt.value = Y.restore.system_prompt || "";
     Y.applyParams(paramsRoot, restored.params || Y.restore.params);
-    Y.restoreMessages(conversation, restored.messages);
+    Y.restoreMessages(conversation, restored.messages, restored.model);
   }
   newChatLink();
   Y.bindParams(paramsRoot, currentModel);
