@@ -83,7 +83,16 @@ class CreditGrantInline(ReadOnlyInline):
 class PlanChangeInline(ReadOnlyInline):
     model = PlanChange
     fk_name = "organization"
-    fields = ("created_at", "from_plan", "to_plan", "changed_by", "note")
+    fields = (
+        "created_at",
+        "from_plan",
+        "to_plan",
+        "status",
+        "effective_at",
+        "spend_cap_micros",
+        "changed_by",
+        "note",
+    )
 
 
 class GrantCreditsForm(forms.Form):
@@ -130,6 +139,7 @@ class OrganizationAdmin(admin.ModelAdmin):
         "reserved_micros",
         "overage_month",
         "overage_micros",
+        "spend_cap_micros",
     )
     inlines = [MembershipInline, CreditGrantInline, PlanChangeInline]
     actions = ["grant_credits_action", "change_plan_action"]
@@ -283,7 +293,18 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
 @admin.register(PlanChange)
 class PlanChangeAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "organization", "from_plan", "to_plan", "changed_by", "note")
+    list_display = (
+        "created_at",
+        "organization",
+        "from_plan",
+        "to_plan",
+        "status",
+        "effective_at",
+        "spend_cap_micros",
+        "changed_by",
+        "note",
+    )
+    list_filter = ("status",)
     list_select_related = ("organization", "from_plan", "to_plan", "changed_by")
 
 

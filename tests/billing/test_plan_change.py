@@ -269,3 +269,15 @@ def test_out_of_credits_banner_on_billing(client, free_org):
     page = client.get("/billing/").content.decode()
     assert 'data-testid="out-of-credits"' in page
     assert f'href="/billing/plan/?org={free_org.slug}"' in page
+
+
+def test_a_second_upgrade_finds_pro_under_the_lock_and_grants_nothing_more(free_org):
+    admin = make_user(organization=free_org)
+    stale = Organization.objects.select_related("plan").get(pk=free_org.pk)  # read before
+    plan_change_request(organization=free_org, plan_code="pro", user=admin)
+    before = _state(free_org)
+    # A second tab's request, made from the stale page (still Free), is refused by the locked read.
+    with pytest.raises(PlanChangeRefused, match="already on the Pro plan"):
+        plan_change_request(organization=stale, plan_code="pro", user=admin)
+    assert _state(free_org) == before
+    assert CreditGrant.objects.filter(organization=free_org, note="Pro plan credits").count() == 1
