@@ -130,7 +130,10 @@
       body = Y.buildBody(select.value, Y.apiMessages(systemPrompt.value, history), Y.readParams(paramsRoot));
     }
     const snippets = Y.codeSnippets(root.dataset.baseUrl, root.dataset.project, body);
-    codeText.textContent = snippets[codeTab];
+    const samples = sampleCount();
+    // n samples are n requests (each answer a version): said above the one request shown.
+    const note = samples > 1 ? `# Sent ${samples} times, one request per sample.\n` : "";
+    codeText.textContent = note + snippets[codeTab];
   }
 
   select.addEventListener("change", () => {

@@ -283,6 +283,8 @@ def test_n_samples_show_as_versions_of_one_answer(page, polish_engine):
     answer.get_by_role("button", name="Previous version").click()
     texts.add(answer.locator(".msg-content").inner_text())
     assert len(texts) == 2  # two different samples
+    page.click("#view-code")
+    expect(page.locator("#code-text")).to_contain_text("# Sent 2 times, one request per sample.")
     assert page.errors == []
 
 
