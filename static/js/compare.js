@@ -64,8 +64,9 @@
     addButton.disabled = panes.length >= MAX;
     stopAll.disabled = !panes.some((p) => p.run.running || p.waiting || p.queue.length);
     document.getElementById("pane-count").textContent = `${panes.length} panes`;
-    document.getElementById("slot-limit").textContent =
-      SLOTS < panes.length ? `· ${SLOTS} run at once on your plan` : "";
+    const slotLimit = document.getElementById("slot-limit");
+    slotLimit.textContent = SLOTS < panes.length ? `· ${SLOTS} run at once on your plan` : "";
+    slotLimit.title = `Your plan runs ${SLOTS} requests at once: the other panes wait for a free slot and start by themselves.`;
     if (attachments) attachments.refresh();
     panesEl.style.setProperty("--panes", panes.length);
     const anyRunning = panes.some((p) => p.run.running);
