@@ -26,7 +26,9 @@ def served_models() -> list[CatalogModel]:
 
 
 def catalog_model_find(*, model_id: str) -> CatalogModel | None:
-    return _with_served(CatalogModel.objects.filter(model_id=model_id)).first()
+    """The model, with `.served` and its health (playground/model_health.py), or None."""
+    model = _with_served(CatalogModel.objects.filter(model_id=model_id)).first()
+    return with_health([model])[0] if model is not None else None
 
 
 def user_projects(*, user) -> QuerySet[Project]:

@@ -13,7 +13,7 @@ from django.test import AsyncClient
 
 from inference_app.gateway import routing
 from inference_app.models import Deployment
-from playground.selectors import served_models
+from playground.selectors import catalog_model_find, served_models
 from tests.inference_app.gateway_world import (  # noqa: F401 (fixtures)
     HELLO,
     TEXT_MODEL,
@@ -98,6 +98,8 @@ def test_a_deployment_another_process_took_out_shows_on_the_card_and_in_the_pick
     assert health[VISION_MODEL] == "down"
     assert health[TWO_DEPLOYMENTS_MODEL] == "degraded"
     assert health[TEXT_MODEL] == "available"
+    # The model page reads the same health.
+    assert catalog_model_find(model_id=VISION_MODEL).health == "down"
 
     from django.test import Client
 
