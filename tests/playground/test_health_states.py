@@ -108,3 +108,17 @@ def test_a_deployment_another_process_took_out_shows_on_the_card_and_in_the_pick
     html = client.get("/inference/").content.decode()
     vision = html.split(f'data-model-id="{VISION_MODEL}"')[1].split("</article>")[0]
     assert "Down: unavailable right now" in vision
+
+    # The Playground's picker says it in words too.
+    picker = client.get("/playground/").content.decode()
+    assert re.search(
+        rf'<option value="{VISION_MODEL}" data-health="down">[^<]*\(down: unavailable right now\)</option>',
+        picker,
+    )
+    assert re.search(
+        rf'<option value="{TWO_DEPLOYMENTS_MODEL}" data-health="degraded">[^<]*\(degraded\)</option>',
+        picker,
+    )
+    assert re.search(
+        rf'<option value="{TEXT_MODEL}" data-health="available">text-model</option>', picker
+    )
