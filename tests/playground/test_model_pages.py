@@ -75,6 +75,9 @@ def test_any_other_missing_page_gets_the_styled_404(client, signed_in, settings)
     response = client.get("/no/such/page/")
     assert response.status_code == 404
     assert "Page not found" in response.content.decode()
+    client.logout()
+    response = client.get("/no/such/page/")  # signed out: the same page, without the app's links
+    assert response.status_code == 404 and "Page not found" in response.content.decode()
 
 
 # ---- in the browser -------------------------------------------------------------------------
