@@ -78,10 +78,6 @@ WIDEST = """() => [...document.querySelectorAll("body *")]
   .map(el => el.tagName.toLowerCase() + (el.className ? "." + String(el.className).split(" ").join(".") : "")
     + " " + Math.round(el.getBoundingClientRect().right))"""
 
-# Pages whose template another helper is editing this round: the lead adds their h1 (the
-# Playground: `<h1 class="visually-hidden">Playground</h1>` first in templates/playground/
-# chat.html's .chat-main), then empties this set. Every other check runs on them.
-H1_PENDING = {"playground"}
 
 SIGNED_OUT_PAGES = {"login": "/accounts/login/", "signup": "/accounts/signup/"}
 
@@ -105,10 +101,7 @@ def check_page(page, axe, name: str, width: int, artifacts_dir, problems: list[s
         culprits = page.evaluate(WIDEST)
         problems.append(f"{name}@{width}: {wide[0]} px wide on a {wide[1]} px screen: {culprits}")
     h1 = page.locator("h1").count()
-    if name in H1_PENDING:
-        if h1 == 1:
-            problems.append(f"{name}@{width}: has its h1 now: remove it from H1_PENDING")
-    elif h1 != 1:
+    if h1 != 1:
         problems.append(f"{name}@{width}: {h1} h1 elements")
     if page.locator(".skip-link").count() != 1:
         problems.append(f"{name}@{width}: no skip link")
@@ -234,6 +227,11 @@ def test_the_cards_are_toggle_buttons_and_say_each_models_health(
             down.locator(".select-mark").click(force=True)  # aria-disabled: still clickable
             expect(down.locator(".select-mark")).to_have_attribute("aria-pressed", "false")
             expect(page.locator("#selection-status")).to_contain_text("is unavailable right now")
+
+            # The model page says the same.
+            page.goto(f"{base}/inference/models/{DOWN_MODEL}")
+            expect(page.locator(".health")).to_have_text("Down: unavailable right now")
+            page.go_back()
 
             # The skip link is the first Tab stop and lands on the content.
             page.reload()
