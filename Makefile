@@ -26,8 +26,9 @@ run: install
 
 test: install
 	bash .ci/install-browser
-	# Two workers (one per core), a test file per worker: its module-scoped live stacks start once.
-	$(PY) -m pytest -n 2 --dist loadfile
+	# Two workers, one per core (tests go out in collection order, so pytest-django still runs
+	# the transactional ones after the others in each worker).
+	$(PY) -m pytest -n 2
 
 test-fast: install
 	$(PY) -m pytest -m "not browser and not engine and not scaled"
