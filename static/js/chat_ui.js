@@ -9,10 +9,10 @@
   const DEFAULT_MAX_TOKENS = 512;
 
   // ---- formatting --------------------------------------------------------------------------
+  // The one money rule of the product (static/js/money.js, as billing/money.py on the server).
   Y.formatCost = function (micros) {
     if (micros === null || micros === undefined) return "–";
-    const dollars = micros / 1e6;
-    return "$" + (dollars >= 0.01 ? dollars.toFixed(4) : dollars.toFixed(6));
+    return Y.money.usd(micros);
   };
   Y.formatMs = function (ms) {
     if (ms === null || ms === undefined) return "–";

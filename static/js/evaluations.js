@@ -4,20 +4,8 @@
 (function () {
   "use strict";
 
-  function usd(micros) {
-    // As billing.money.format_usd: cents for a cent or more, else every micro-dollar.
-    var negative = micros < 0;
-    var abs = Math.abs(micros);
-    var text;
-    if (abs === 0 || abs >= 10000) {
-      var cents = Math.round(abs / 10000);
-      var whole = Math.floor(cents / 100).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-      text = "$" + whole + "." + String(cents % 100).padStart(2, "0");
-    } else {
-      text = "$" + (abs / 1e6).toFixed(6).replace(/0+$/, "");
-    }
-    return (negative ? "-" : "") + text;
-  }
+  // The product's one money rule (static/js/money.js, as billing/money.py on the server).
+  var usd = window.Yardstick.money.usd;
 
   function eta(seconds) {
     if (seconds === null || seconds === undefined) return "—";
