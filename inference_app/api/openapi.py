@@ -560,7 +560,7 @@ def _response_schemas() -> dict:
                             "`concurrency_limit_reached`, `insufficient_quota`, "
                             "`model_not_found`, `invalid_request_error`, `request_too_large`, "
                             "`unknown_url`, `method_not_allowed`, `server_error`, "
-                            "`engine_overloaded`.",
+                            "`engine_overloaded`, `model_unavailable`.",
                         },
                     },
                 }
@@ -883,8 +883,10 @@ def _responses(limit_bytes: int) -> dict:
             headers={"x-request-id": request_id},
         ),
         "Overloaded": _error_response(
-            "Every deployment of the model is busy or unreachable right now: retry later.",
+            "The model's engines are busy (overloaded), or none of them answers (unavailable): "
+            "retry later.",
             ("engine_overloaded", "Overloaded", errors.engine_overloaded()),
+            ("model_unavailable", "Unavailable", errors.model_unavailable("model-id")),
         ),
     }
 

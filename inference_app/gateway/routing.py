@@ -45,6 +45,10 @@ class DeploymentTarget:
     engine_model: str
     api_key: str
     weight: int
+    # The database's is_healthy when the route was read: a deployment recorded as down by a
+    # process that died before its probe brought it back is recorded healthy again by the
+    # first process it answers (the cards and /healthz read the column).
+    recorded_healthy: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +69,14 @@ _out: dict[str, DeploymentTarget] = {}
 # Deployment name -> (monotonic time, organization id) of its 5xx answers since its last success.
 _failures: dict[str, list[tuple[float, int]]] = {}
 _prober: asyncio.Task | None = None
+# Deployments this process recorded healthy again after answering (see record_success).
+_recorded_back: set[str] = set()
+_background: set[asyncio.Task] = set()
 
 
 def clear_caches() -> None:
     global _prober
+    _recorded_back.clear()
     _routes.clear()
     _out.clear()
     _failures.clear()
@@ -99,6 +107,7 @@ def _load_route(model_id: str) -> ModelRoute | bool:
             engine_model=d.upstream_model or model.model_id,
             api_key=d.upstream_api_key,
             weight=max(d.weight, 1),
+            recorded_healthy=d.is_healthy,
         )
         for d in Deployment.objects.filter(model=model, is_enabled=True).order_by("pk")
     )
@@ -140,6 +149,12 @@ def record_success(target: DeploymentTarget) -> None:
     """The deployment answered a request: its run of failures, if any, is over."""
     if _failures:
         _failures.pop(target.name, None)
+    if not target.recorded_healthy and target.name not in _recorded_back:
+        # Once per process until the route is read again (the cache holds the old column).
+        _recorded_back.add(target.name)
+        task = asyncio.get_running_loop().create_task(_record_health(target.name, True, ""))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
 
 async def record_failure(

@@ -6,6 +6,7 @@ The engine is the fake one (tests/inference_app/gateway_world.py); the gateway, 
 (deployments taken out of rotation) and the pages are real.
 """
 
+import asyncio
 import re
 
 import pytest
@@ -122,3 +123,22 @@ def test_a_deployment_another_process_took_out_shows_on_the_card_and_in_the_pick
     assert re.search(
         rf'<option value="{TEXT_MODEL}" data-health="available">text-model</option>', picker
     )
+
+
+async def test_a_deployment_recorded_down_by_a_dead_process_is_recorded_back_once_it_answers(
+    world, fake_engine
+):
+    # The process that took it out died before its probe brought it back: the column stays
+    # false, and the cards would say "Down" for good.
+    await Deployment.objects.filter(name="text-a").aupdate(is_healthy=False)
+    routing.clear_caches()
+    assert badge(await card_of(world, TEXT_MODEL)) == "Down: unavailable right now"
+
+    response = await post_chat(world, {"model": TEXT_MODEL, "messages": HELLO})
+    assert response.status_code == 200
+    for _ in range(50):
+        if (await Deployment.objects.aget(name="text-a")).is_healthy:
+            break
+        await asyncio.sleep(0.05)
+    assert (await Deployment.objects.aget(name="text-a")).is_healthy
+    assert badge(await card_of(world, TEXT_MODEL)) == "Available"
