@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from inference_app.gateway.callers import _load_caller_fields
 from playground.catalog_views import api_base_url
 from playground.chat_requests import MAX_PANES
+from billing.selectors import out_of_credits
 from playground.selectors import current_project, readable_project_ids, served_models
 from playground.session_views import is_writable, page_restore_data, page_url, session_readable
 from traces import sessions
@@ -29,12 +30,16 @@ def _models_json(models) -> list[dict]:
 
 def _page_context(request, project) -> dict:
     models = served_models()
+    organization = project.team.organization if project else None
     return {
         "models": models,
         "models_json": _models_json(models),
         "base_url": api_base_url(request),
         "project_path": project.path if project else "",
         "restore": None,
+        # Said before the first message is refused (billing/_out_of_credits.html).
+        "organization": organization,
+        "out_of_credits": organization is not None and out_of_credits(organization=organization),
     }
 
 

@@ -245,3 +245,19 @@ def test_billing_link_shows_for_an_org_admin_without_projects(client):
 
     membership_set(organization=org, user=admin, role=Membership.Role.MEMBER)
     assert 'href="/billing/"' not in client.get("/inference/").content.decode()
+
+
+@pytest.mark.django_db
+def test_playground_and_compare_say_when_the_organization_is_out_of_credits(client):
+    from billing.models import CreditGrant
+
+    user, project = make_member("olive")
+    client.force_login(user)
+    for url in ("/playground/", "/playground/compare"):
+        assert 'data-testid="out-of-credits"' not in client.get(url).content.decode()
+    organization = project.team.organization
+    CreditGrant.objects.filter(organization=organization).update(remaining_micros=0)
+    Organization.objects.filter(pk=organization.pk).update(balance_micros=0)
+    for url in ("/playground/", "/playground/compare"):
+        html = client.get(url).content.decode()
+        assert 'data-testid="out-of-credits"' in html and "/billing/plan/" in html
