@@ -4,10 +4,10 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 
+from billing.selectors import out_of_credits
 from inference_app.gateway.callers import _load_caller_fields
 from playground.catalog_views import api_base_url
 from playground.chat_requests import MAX_PANES
-from billing.selectors import out_of_credits
 from playground.selectors import current_project, readable_project_ids, served_models
 from playground.session_views import is_writable, page_restore_data, page_url, session_readable
 from traces import sessions
