@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 TRACES = Path(__file__).resolve().parents[2] / "traces"
-CORE_MODULES = ["models", "reports", "services", "cleaning", "w3c", "partitions", "otlp", "retention"]
+CORE_MODULES = [
+    "models",
+    "reports",
+    "services",
+    "cleaning",
+    "w3c",
+    "partitions",
+    "otlp",
+    "retention",
+]
 
 
 def _imported_modules(path: Path) -> set[str]:
