@@ -27,8 +27,10 @@ run: install
 test: install
 	bash .ci/install-browser
 	# Two workers, one per core (tests go out in collection order, so pytest-django still runs
-	# the transactional ones after the others in each worker).
-	$(PY) -m pytest -n 2
+	# the transactional ones after the others in each worker); then the timing-sensitive ones
+	# alone.
+	$(PY) -m pytest -n 2 -m "not serial"
+	$(PY) -m pytest -m serial
 
 test-fast: install
 	$(PY) -m pytest -m "not browser and not engine and not scaled"

@@ -57,9 +57,15 @@ def call_partitions_ensure(*, months_ahead: int = 3, today: date | None = None) 
     return _ensure(connection, today=today or datetime.now(UTC).date(), months_ahead=months_ahead)
 
 
+def previous_month(month: date) -> date:
+    return date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
+
+
 def _ensure(conn, *, today: date, months_ahead: int) -> list[str]:
     created = []
-    month = month_of(today)
+    # The month before too: a call that started before midnight on the last day is written
+    # after it, and a database migrated on the 1st still takes yesterday's calls.
+    month = previous_month(month_of(today))
     with conn.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
@@ -67,7 +73,7 @@ def _ensure(conn, *, today: date, months_ahead: int) -> list[str]:
             [list(PARTITIONED_TABLES)],
         )
         existing = {name for (name,) in cursor.fetchall()}
-        for _ in range(months_ahead + 1):
+        for _ in range(months_ahead + 2):
             following = next_month(month)
             for table in PARTITIONED_TABLES:
                 name = partition_name(table, month)

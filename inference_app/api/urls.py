@@ -13,4 +13,6 @@ urlpatterns = [
 
 # Anything else under /v1/ answers in OpenAI's error shape, not Django's HTML 404.
 # (Kept last: routes added above it take precedence.)
-urlpatterns.append(re_path(r"^(?P<path>.*)$", views.not_found))
+# [\s\S], not ".": a path with an encoded newline is ours too (JSON 404), not the site's HTML
+# page (an inline (?s) flag would make the URLconf unreversible).
+urlpatterns.append(re_path(r"^(?P<path>[\s\S]*)$", views.not_found))

@@ -27,7 +27,8 @@ from tests.support.world import (
     fake_deployments,
 )
 
-pytestmark = pytest.mark.scaled
+# serial: it times an outage in seconds; make test runs it after the parallel run, alone.
+pytestmark = [pytest.mark.scaled, pytest.mark.serial]
 
 OUTAGE_SECONDS = 9  # longer than the old code's give-up (about 6 s)
 STREAMS = 5

@@ -43,7 +43,8 @@ def test_the_list_shows_the_projects_calls_newest_first(client, alice):
     assert MODEL in html and "alice" in html and "$0.001234" in html
     assert "12 / 34" in html and "800 ms" in html and "120 ms" in html
     assert "—" in html  # the call without a cost
-    assert '<a href="/traces/" class="active">Traces</a>' in html  # the header's link
+    # The header's link.
+    assert '<a href="/traces/" class="active" aria-current="page">Traces</a>' in html
 
 
 def test_an_empty_project_tells_how_to_make_a_first_call(client, alice):
