@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -28,8 +27,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from traces.models import Call, RetentionPolicy
+from traces.models import Call
 from traces.reports import CallReport
+from traces.retention import retention_days_for
 from traces.services import calls_record
 
 MAX_SPANS = 5000
@@ -177,12 +177,7 @@ def spans_ingest(
     outside [now - retention, now + 1 day]; beyond MAX_SPANS the rest are rejected. A span
     already written (an exporter's retry) counts as accepted and is not written twice.
     """
-    days = (
-        RetentionPolicy.objects.filter(organization_id=organization_id)
-        .values_list("days", flat=True)
-        .first()
-    )
-    oldest = now - timedelta(days=days if days is not None else settings.TRACE_RETENTION_DAYS)
+    oldest = now - timedelta(days=retention_days_for(organization_id=organization_id))
     newest = now + FUTURE_SLACK
     common = {
         "organization_id": organization_id,
