@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels with origin and session checks."""
+"""ASGI entry point (daphne, `make run`): the API plane for /v1/ and /otel/, the pages through
+Django, websockets through Channels with origin and session checks."""
 
 import os
 
@@ -11,8 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from inference_app import daphne_requests  # noqa: E402
-from inference_app.api.asgi import ApiASGIHandler, route_api_apart  # noqa: E402
-from inference_app.gateway.body_limit import RequestSizeLimit  # noqa: E402
+from inference_app.api.asgi import api_plane, route_api_apart  # noqa: E402
 from inference_app.ws_origin import SameOriginValidator  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 
@@ -20,12 +20,10 @@ daphne_requests.install()
 
 application = ProtocolTypeRouter(
     {
-        # Oversized /v1/ bodies are refused before Django reads them.
-        # /v1/ skips the site's middleware (sessions, CSRF, static files…) and Django's
-        # per-request thread: it needs neither (see inference_app/api/asgi.py).
-        "http": RequestSizeLimit(
-            route_api_apart(api_app=ApiASGIHandler(), site_app=django_asgi_app)
-        ),
+        # /v1/ and /otel/ go to the API plane (inference_app/api/plane.py): raw ASGI, no
+        # Django request objects, middleware or per-request thread; oversized bodies refused
+        # before they are read.
+        "http": route_api_apart(api_app=api_plane(), site_app=django_asgi_app),
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

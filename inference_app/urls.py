@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from inference_app.api.exchange import django_view
 from inference_app.api.openapi import openapi_json
 from inference_app.api.otel_views import traces_export
 
@@ -12,7 +13,7 @@ urlpatterns = [
     # API's catch-all too.
     path("", include("evaluations.urls_api")),
     path("v1/", include("inference_app.api.urls")),
-    path("otel/v1/traces", traces_export, name="otel-traces"),
+    path("otel/v1/traces", django_view(traces_export, "POST"), name="otel-traces"),
     path("", include("inference_app.web_urls")),
     path("billing/", include("billing.urls")),
     path("traces/", include("traces.urls")),

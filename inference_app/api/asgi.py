@@ -1,4 +1,4 @@
-"""A Django ASGI handler for /v1/ without the per-request work the API does not need.
+"""The API plane's wiring, and a Django ASGI handler for /v1/ without the per-request work the API does not need.
 
 The API authenticates by key and uses no session, CSRF, messages, static files or htmx; yet in
 async mode every sync-only middleware in settings.MIDDLEWARE costs a hop to a thread and back on
@@ -21,7 +21,7 @@ from django.http.request import split_domain_port, validate_host
 from django.urls import set_script_prefix
 
 from inference_app.gateway.admission import scope_header
-from inference_app.gateway.body_limit import API_PREFIXES
+from inference_app.gateway.body_limit import API_PREFIXES, RequestSizeLimit
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -89,6 +89,14 @@ class ApiASGIHandler(ASGIHandler):
         body_file.close()
 
 
+def api_plane():
+    """The API plane (plane.py), with Django's API handler, size-limited, for the /v1/ paths
+    it does not route itself (the evaluations API, the OpenAPI document, unknown paths)."""
+    from inference_app.api.plane import ApiPlane
+
+    return ApiPlane(fallback=RequestSizeLimit(ApiASGIHandler()))
+
+
 def route_api_apart(*, api_app, site_app, prefix: str | tuple[str, ...] = API_PREFIXES):
     """An ASGI app sending `prefix` paths (/v1/ and /otel/, the OTLP endpoint) to `api_app`
     and everything else to `site_app`.
@@ -98,7 +106,10 @@ def route_api_apart(*, api_app, site_app, prefix: str | tuple[str, ...] = API_PR
     """
 
     async def app(scope, receive, send):
-        if scope["path"].startswith(prefix) and _host_allowed(scope):
+        if scope["type"] == "lifespan":
+            # uvicorn and granian ask; Django's handler would refuse the scope.
+            await api_app(scope, receive, send)
+        elif scope["path"].startswith(prefix) and _host_allowed(scope):
             await api_app(scope, receive, send)
         else:
             await site_app(scope, receive, send)

@@ -23,13 +23,12 @@ Response (amounts are integer micro-dollars, 1 USD = 1_000_000, with a decimal s
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.http import HttpRequest, HttpResponse
 
 from billing.models import Organization
 from billing.money import micros_to_decimal
 from billing.organizations import is_org_admin
 from billing.selectors import billing_summary
-from inference_app.api.views import api_view, authenticate_request, json_response
+from inference_app.api.exchange import ApiRequest, JsonResponse, authenticate
 from inference_app.gateway import errors
 from inference_app.gateway.db_threads import run_db
 
@@ -63,9 +62,8 @@ def _balance_payload(*, user_id: int, organization_id: int, caller_limits: dict)
     }
 
 
-@api_view("GET")
-async def billing_balance(request: HttpRequest) -> HttpResponse:
-    caller = await authenticate_request(request)
+async def billing_balance(request: ApiRequest) -> JsonResponse:
+    caller = await authenticate(request)
     payload = await run_db(
         _balance_payload,
         user_id=caller.user_id,
@@ -77,4 +75,4 @@ async def billing_balance(request: HttpRequest) -> HttpResponse:
     )
     if payload is None:
         raise errors.permission_denied("Only organization admins can read billing details")
-    return json_response(payload)
+    return JsonResponse(payload)

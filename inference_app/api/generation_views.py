@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.http import HttpRequest, HttpResponse
-
-from inference_app.api.views import api_view, authenticate_request, json_response
+from inference_app.api.exchange import ApiRequest, JsonResponse, authenticate
 from inference_app.gateway import errors
 from inference_app.gateway.db_threads import run_db
 from inference_app.gateway.errors import GatewayError
@@ -28,10 +26,9 @@ def generation_not_found(request_id: str) -> GatewayError:
     )
 
 
-@api_view("GET")
-async def generation(request: HttpRequest) -> HttpResponse:
-    caller = await authenticate_request(request)
-    request_id = (request.GET.get("id") or "").strip()
+async def generation(request: ApiRequest) -> JsonResponse:
+    caller = await authenticate(request)
+    request_id = (request.query("id") or "").strip()
     if not request_id:
         raise errors.invalid_request("Missing required query parameter: id.", param="id")
     call = await run_db(
@@ -39,7 +36,7 @@ async def generation(request: HttpRequest) -> HttpResponse:
     )
     if call is None:
         raise generation_not_found(request_id[:64])
-    return json_response({"data": generation_data(call)})
+    return JsonResponse({"data": generation_data(call)})
 
 
 def generation_data(call: Call) -> dict:

@@ -5,10 +5,9 @@ OTEL_EXPORTER_OTLP_HEADERS) and answered in the API's error shape when refused."
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from inference_app.api.views import _read_body, api_view, authenticate_request
+from inference_app.api.exchange import ApiRequest, BytesResponse, authenticate
 from inference_app.gateway import errors
 from inference_app.gateway.callers import Caller
 from inference_app.gateway.db_threads import run_db
@@ -26,17 +25,16 @@ def unsupported_media_type(message: str) -> GatewayError:
     )
 
 
-@api_view("POST")
-async def traces_export(request: HttpRequest) -> HttpResponse:
-    # Who first: a project the key's user is not in is refused before the body is read.
-    caller = await authenticate_request(request)
-    content_type = request.headers.get("Content-Type")
+async def traces_export(request: ApiRequest) -> BytesResponse:
+    # Who first: a project the key's user is not in is refused before the body is parsed.
+    caller = await authenticate(request)
+    content_type = request.header("content-type")
     if otlp.media_type(content_type) not in (otlp.PROTOBUF, otlp.JSON):
         raise unsupported_media_type(
             f"Content-Type must be {otlp.PROTOBUF} or {otlp.JSON} (OTLP/HTTP)."
         )
-    body = _read_body(request)
-    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    body = await request.read_body()
+    encoding = (request.header("content-encoding") or "identity").strip().lower()
     if encoding == "gzip":
         try:
             body = otlp.gunzip(body, limit=settings.MAX_REQUEST_BYTES)
@@ -51,9 +49,8 @@ async def traces_export(request: HttpRequest) -> HttpResponse:
     except otlp.UndecodableRequest as exc:
         raise errors.invalid_request(str(exc)) from None
     result = await run_db(_ingest, caller, export)
-    return HttpResponse(
-        otlp.response_encode(result, content_type),
-        content_type=otlp.media_type(content_type),
+    return BytesResponse(
+        otlp.response_encode(result, content_type), content_type=otlp.media_type(content_type)
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 from django.conf import settings
 
-from inference_app.gateway import errors
+from inference_app.gateway import errors, jsonio
 
 if TYPE_CHECKING:  # routing imports this module (its probe)
     from inference_app.gateway.routing import DeploymentTarget
@@ -91,7 +91,7 @@ async def open_chat_completion(target: DeploymentTarget, payload: dict) -> httpx
     request = client.build_request(
         "POST",
         f"{target.base_url}/chat/completions",
-        content=json.dumps(payload, separators=(",", ":")).encode(),
+        content=jsonio.dumps(payload),
         headers=_headers(target),
     )
     try:
@@ -148,6 +148,7 @@ async def iter_event_batches(response: httpx.Response) -> AsyncIterator[list[dic
     one list per network read, so a fast engine's burst costs one write downstream, not one
     per token."""
     pending = b""
+    loads = jsonio.loads
     async for data in response.aiter_bytes():
         pending += data
         *lines, pending = pending.split(b"\n")
@@ -161,13 +162,13 @@ async def iter_event_batches(response: httpx.Response) -> AsyncIterator[list[dic
                     yield batch
                 return
             if payload:
-                batch.append(json.loads(payload))
+                batch.append(loads(payload))
         if batch:
             yield batch
 
 
 async def read_json(response: httpx.Response) -> dict:
-    return json.loads(await response.aread())
+    return jsonio.loads(await response.aread())
 
 
 async def probe(base_url: str, api_key: str, timeout: float) -> tuple[bool, str]:

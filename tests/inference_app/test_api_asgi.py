@@ -14,7 +14,9 @@ async def _get(path: str, *, host: bytes = b"testserver", key: bytes | None = No
     headers = [(b"host", host)]
     if key is not None:
         headers.append((b"authorization", b"Bearer " + key))
-    response = await HttpCommunicator(application, "GET", path, headers=headers).get_response()
+    response = await HttpCommunicator(application, "GET", path, headers=headers).get_response(
+        timeout=10
+    )
     response_headers = {k.decode().lower(): v.decode() for k, v in response["headers"]}
     return response["status"], response_headers, response["body"]
 

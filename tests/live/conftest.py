@@ -7,6 +7,7 @@ so tests in one module share it and compare usage rows before and after, never a
 import pytest
 
 from tests.support.engines import start_embedded_engine, start_fake_engine
+from tests.support.processes import SERVERS
 from tests.support.stack import Stack, sqlite_database_url
 from tests.support.world import FAKE_ENGINE_OVERRIDES, standard_world
 
@@ -29,14 +30,17 @@ def fake_engine(tmp_path_factory):
     engine.stop()
 
 
-@pytest.fixture(scope="package")
-def sqlite_stack(tmp_path_factory, fake_engine):
-    """One daphne on a SQLite file with the standard world (tests/support/world.py).
+@pytest.fixture(scope="package", params=SERVERS)
+def sqlite_stack(request, tmp_path_factory, fake_engine):
+    """One server on a SQLite file with the standard world (tests/support/world.py), once per
+    ASGI server the API runs under: daphne (the whole product), uvicorn and granian (the API
+    plane on its own). The tests that use it are the live API tests; they run against each.
 
     Geographic blocking is on for country XX; bodies over 1 MB are refused.
     """
-    var_dir = tmp_path_factory.mktemp("sqlite-stack")
+    var_dir = tmp_path_factory.mktemp(f"sqlite-stack-{request.param}")
     stack = Stack(
+        server=request.param,
         database_url=sqlite_database_url(var_dir),
         var_dir=var_dir,
         env={"BLOCKED_COUNTRIES": "XX", "MAX_REQUEST_BYTES": str(1_000_000)},

@@ -17,6 +17,54 @@ REPO_DIR = Path(__file__).resolve().parent.parent.parent
 PYTHON = str(REPO_DIR / ".venv" / "bin" / "python")
 
 
+# The ASGI servers the product runs under: daphne runs the whole product (pages, websockets
+# and the API plane); uvicorn and granian run the API plane on its own (the scaled set-up).
+SERVERS = ("daphne", "uvicorn", "granian")
+
+
+def server_argv(server: str, port: int) -> list[str]:
+    """`server` serving the product on 127.0.0.1:port (the API-only app for uvicorn/granian)."""
+    if server == "daphne":
+        return daphne_argv("inference_app.asgi:application", port)
+    if server == "uvicorn":
+        return [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "inference_app.api_asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    if server == "granian":
+        return [
+            PYTHON,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "inference_app.api_asgi:application",
+        ]
+    raise ValueError(f"unknown server {server!r}")
+
+
 def daphne_argv(app: str, port: int) -> list[str]:
     """daphne serving the ASGI app "module:attribute" on 127.0.0.1:port."""
     return [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]

@@ -21,9 +21,9 @@ from subprocess import Popen
 from tests.support import database
 from tests.support.processes import (
     PYTHON,
-    daphne_argv,
     free_port,
     run_checked,
+    server_argv,
     start_process,
     stop_process,
     wait_until_answers,
@@ -47,7 +47,10 @@ class Stack:
         redis_key_prefix: str = "",
         embedded_engine_url: str = CLOSED_ENGINE_URL,
         env: dict[str, str] | None = None,
+        server: str = "daphne",
     ) -> None:
+        # The ASGI server of start_servers() (tests.support.processes.SERVERS).
+        self.server = server
         self.database_url = database_url
         self.var_dir = Path(var_dir)
         self.var_dir.mkdir(parents=True, exist_ok=True)
@@ -97,13 +100,14 @@ class Stack:
         return result
 
     def start_servers(self, count: int = 1) -> list[str]:
-        """Start `count` more daphne processes on free ports; wait until each answers HTTP."""
+        """Start `count` more server processes (daphne unless `server` says otherwise) on free
+        ports; wait until each answers HTTP."""
         started = []
         for _ in range(count):
             port = free_port()
-            log_path = self.var_dir / f"daphne-{port}.log"
+            log_path = self.var_dir / f"{self.server}-{port}.log"
             process = start_process(
-                daphne_argv("inference_app.asgi:application", port),
+                server_argv(self.server, port),
                 env=self.env,
                 log_path=log_path,
             )
