@@ -315,14 +315,29 @@ class AsgiResult:
     status: int
     headers: dict[str, str]
     body_parts: list[bytes]
-    messages_received: int = 0  # how many ASGI messages the app read from the client
+    messages_received: int = 0  # how many times the app called `receive`
+    messages_sent: list[dict] = dataclasses.field(default_factory=list)  # all it sent
 
     @property
     def body(self) -> bytes:
         return b"".join(self.body_parts)
 
 
-_asgi_handler = None
+_asgi_app = None
+
+
+def gateway_asgi_app():
+    """The HTTP application of inference_app/asgi.py (what daphne runs): the API plane for
+    /v1/ and /otel/, Django for everything else. Built once, as a server does (Django's
+    middleware set-up is slow); inference_app.asgi itself is not imported, it patches daphne."""
+    global _asgi_app
+    if _asgi_app is None:
+        from django.core.handlers.asgi import ASGIHandler
+
+        from inference_app.api.asgi import api_plane, route_api_apart
+
+        _asgi_app = route_api_apart(api_app=api_plane(), site_app=ASGIHandler())
+    return _asgi_app
 
 
 async def asgi_request(
@@ -334,19 +349,23 @@ async def asgi_request(
     disconnect_after_parts: int | None = None,
     timeout: float = 10.0,
     body_parts: list[bytes] | None = None,
-    size_limited: bool = False,
+    messages: list[dict] | None = None,
 ) -> AsgiResult:
-    """Drive Django's ASGI handler directly, as daphne does: raw headers (so Content-Length can
-    lie) and, optionally, a client that hangs up after reading some body parts."""
-    global _asgi_handler
-    if _asgi_handler is None:
-        from django.core.handlers.asgi import ASGIHandler
-
-        _asgi_handler = ASGIHandler()  # built once, as daphne does (middleware set-up is slow)
+    """Drive the product's ASGI HTTP app (gateway_asgi_app) directly, as a server does: raw
+    headers (so Content-Length can lie or be absent, as with a chunked body), the body in
+    `body_parts` (one `http.request` message each; `messages` replaces them all, e.g. an
+    early `http.disconnect`), and, optionally, a client that hangs up after reading some body
+    parts of the response. Once the messages run out, `receive` waits, as a server's does until
+    the client leaves. Host is "testserver" unless given (route_api_apart checks it)."""
     inbox: asyncio.Queue = asyncio.Queue()
-    parts = body_parts if body_parts is not None else [body]
-    for index, part in enumerate(parts):
-        await inbox.put({"type": "http.request", "body": part, "more_body": index < len(parts) - 1})
+    if messages is None:
+        parts = body_parts if body_parts is not None else [body]
+        messages = [
+            {"type": "http.request", "body": part, "more_body": index < len(parts) - 1}
+            for index, part in enumerate(parts)
+        ]
+    for message in messages:
+        await inbox.put(message)
     result = AsgiResult(status=0, headers={}, body_parts=[])
 
     async def receive():
@@ -354,6 +373,7 @@ async def asgi_request(
         return await inbox.get()
 
     async def send(message):
+        result.messages_sent.append(message)
         if message["type"] == "http.response.start":
             result.status = message["status"]
             result.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
@@ -364,6 +384,9 @@ async def asgi_request(
             ):
                 await inbox.put({"type": "http.disconnect"})
 
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    if not any(name == b"host" for name, _ in raw_headers):
+        raw_headers.append((b"host", b"testserver"))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -374,14 +397,9 @@ async def asgi_request(
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "headers": raw_headers,
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    app = _asgi_handler
-    if size_limited:
-        from inference_app.gateway.body_limit import RequestSizeLimit
-
-        app = RequestSizeLimit(_asgi_handler)
-    await asyncio.wait_for(app(scope, receive, send), timeout)
+    await asyncio.wait_for(gateway_asgi_app()(scope, receive, send), timeout)
     return result

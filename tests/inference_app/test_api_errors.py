@@ -312,7 +312,6 @@ async def test_asgi_edge_refuses_a_declared_huge_body_without_reading_it(
         URL,
         headers={**world.headers(), "content-type": "application/json", "content-length": "10001"},
         body_parts=[b"x" * 100],  # what a client sent before the server answered
-        size_limited=True,
     )
     assert result.status == 413
     assert result.messages_received == 0  # refused on the header alone
@@ -328,7 +327,6 @@ async def test_asgi_edge_cuts_off_a_chunked_body_past_the_limit(
         URL,
         headers={**world.headers(), "content-type": "application/json"},
         body_parts=[b"x" * 6_000, b"x" * 6_000, b"x" * 6_000],
-        size_limited=True,
     )
     assert result.status == 413
     assert result.messages_received == 2  # the third part was never read
@@ -342,7 +340,6 @@ async def test_asgi_edge_lets_normal_requests_through(world, fake_engine, settin
         URL,
         headers={**world.headers(), "content-type": "application/json"},
         body_parts=[body[:10], body[10:]],
-        size_limited=True,
     )
     assert result.status == 200, result.body
     assert json.loads(result.body)["object"] == "chat.completion"
