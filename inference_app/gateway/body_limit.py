@@ -1,5 +1,7 @@
-"""Refusing oversized API bodies at the ASGI edge, before they are read.
+"""Refusing oversized API bodies before Django reads them.
 
+The API plane (inference_app/api/plane.py) refuses its own endpoints' oversized bodies; this
+wrapper guards what it hands to Django's API handler (the evaluations API, unknown paths).
 Django reads a whole request body (spooling it to disk past 2.5 MB) before any view runs, so
 the view's own size check would come after a multi-gigabyte upload had been received. This
 wrapper answers 413 in the API's error shape as soon as Content-Length says too much, and cuts
