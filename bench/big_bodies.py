@@ -11,7 +11,7 @@ blocks until the whole body is sent or the server answers or closes the connecti
 Meanwhile the resident memory (RSS) of the server's whole process tree is sampled every 50 ms,
 and so is the size of the temporary files it holds open (Twisted spools request bodies to an
 unlinked temporary file). Printed per server and mode: baseline and peak RSS, peak minus baseline,
-peak spooled bytes, how many clients got 413, how long the answer took, and how much each
+the RSS a second after the last answer, peak spooled bytes, how many clients got 413, how long the answer took, and how much each
 client had sent by the time it came (what the server made it send).
 
 Docs: docs/request-size.md.
@@ -206,6 +206,7 @@ class Row:
     baseline: int
     peak: int
     spooled: int
+    after: int  # RSS a second after the last answer: is the memory given back?
     outcomes: list[Outcome] = field(default_factory=list)
     wall: float = 0.0
 
@@ -241,10 +242,13 @@ def measure(server: str, world_dir: Path, key: str, args) -> list[Row]:
                 burst("127.0.0.1", port, key, args.clients, args.mb * MB, chunked)
             )
             wall = time.monotonic() - started
-            time.sleep(0.3)  # let the sampler see what follows the answers
+            time.sleep(1.0)  # let the sampler see what follows the answers
+            after = sampler.sample()[0]
             with sampler.lock:
                 peak, spooled = sampler.peak_rss, sampler.peak_spooled
-            row = Row(server, mode, baseline, max(peak, baseline), spooled, outcomes, wall)
+            row = Row(
+                server, mode, baseline, max(peak, baseline, after), spooled, after, outcomes, wall
+            )
             rows.append(row)
             print(render_row(row), flush=True)
         sampler.stop_event.set()
@@ -255,9 +259,10 @@ def measure(server: str, world_dir: Path, key: str, args) -> list[Row]:
 
 # --- the table ----------------------------------------------------------------------------
 HEADER = (
-    "| server | mode | baseline RSS | peak RSS | peak − baseline | peak spooled to disk "
-    "| 413s | answer after (median / max) | client had sent (median / max) | run |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| server | mode | baseline RSS | peak RSS | peak − baseline | RSS 1 s later "
+    "| peak spooled to disk | 413s | answer after (median / max) "
+    "| client had sent (median / max) | run |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -277,7 +282,7 @@ def render_row(row: Row) -> str:
     sent = [o.sent for o in row.outcomes]
     return (
         f"| {row.server} | {row.mode} | {_mb(row.baseline)} | {_mb(row.peak)} "
-        f"| {_mb(row.peak - row.baseline)} | {_mb(row.spooled)} "
+        f"| {_mb(row.peak - row.baseline)} | {_mb(row.after)} | {_mb(row.spooled)} "
         f"| {got}/{len(row.outcomes)}{extra} "
         f"| {statistics.median(seconds):.2f} s / {max(seconds):.2f} s "
         f"| {_mb(statistics.median(sent))} / {_mb(max(sent))} | {row.wall:.1f} s |"
@@ -321,6 +326,7 @@ def main() -> None:
                         "baseline_rss": r.baseline,
                         "peak_rss": r.peak,
                         "peak_spooled": r.spooled,
+                        "rss_after": r.after,
                         "wall_s": r.wall,
                         "outcomes": [o.__dict__ for o in r.outcomes],
                     }

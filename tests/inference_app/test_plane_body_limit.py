@@ -102,7 +102,7 @@ async def test_a_50_mb_declaration_is_refused_as_fast(world, fake_engine, nothin
 
 
 # --- chunked (no Content-Length): cut off once it passes the limit ---------------------------
-@pytest.mark.parametrize("path", [CHAT, TRACES])
+@pytest.mark.parametrize("path", [CHAT, TRACES, FALLBACK])
 async def test_a_chunked_body_is_cut_off_once_it_passes_the_limit(
     world, fake_engine, nothing_taken, limit, path
 ):
@@ -194,7 +194,7 @@ async def test_traces_at_the_limit_are_read(world, fake_engine, limit):
 
 
 # --- a client that leaves before its body is sent -------------------------------------------
-@pytest.mark.parametrize("path", [CHAT, TRACES])
+@pytest.mark.parametrize("path", [CHAT, TRACES, FALLBACK])
 @pytest.mark.parametrize("first", [[], [b"{"]], ids=["at-once", "after-a-part"])
 async def test_a_client_gone_before_its_body_gets_nothing_and_logs_nothing(
     world, fake_engine, nothing_taken, limit, caplog, path, first
