@@ -121,14 +121,13 @@ class Exchange:
             return
         declared = headers.get("content-length")
         if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
+            # Digits only (RFC 9110): int() would also take "-1", "+10", "1_0" and " 10 ".
+            if not (declared.isascii() and declared.isdigit()):
                 await self.write(
                     error_response(errors.invalid_request("Invalid Content-Length header."))
                 )
                 return
-            if admission.too_large(size):
+            if admission.too_large(int(declared)):
                 # Refused unread; the connection closes, so the server need not read it either.
                 await self.refuse_too_large()
                 return

@@ -144,7 +144,7 @@ async def test_a_chunked_body_is_cut_off_after_auth_only(world, fake_engine, not
 
 # --- invalid Content-Length: 400 ------------------------------------------------------------
 @pytest.mark.parametrize("path", [CHAT, TRACES])
-@pytest.mark.parametrize("value", ["abc", "", "1e3", "12 34"])
+@pytest.mark.parametrize("value", ["abc", "", "1e3", "12 34", "-1", "+10", "1_0", "١٠"])
 async def test_an_invalid_content_length_is_400(
     world, fake_engine, nothing_taken, limit, path, value
 ):
