@@ -7,10 +7,9 @@ or streams a chunked body without end, and watches when the answer comes.
 - uvicorn and granian hand the body to the application as it arrives: the API plane answers
   413 on the Content-Length alone, or as soon as a chunked body passes the limit, and the
   connection closes; the client never has to send the rest.
-- daphne reads the WHOLE body (into a temporary file, Twisted's) before it calls any
-  application, so the 413 comes only once the client has sent everything. The daphne cases
-  below assert that different behaviour on purpose (docs/request-size.md): the scaled set-up
-  puts /v1/ under uvicorn or granian.
+- daphne calls the application only once the whole body is in; for /v1/ and /otel/ our request
+  class (inference_app/daphne_requests.py) refuses the body itself as it arrives, with the same
+  413, so the same expectations hold there too.
 """
 
 import json
@@ -33,11 +32,6 @@ PROMPT = 3.0  # seconds: "promptly" (the answer takes milliseconds; this is the 
 @pytest.fixture
 def stack(sqlite_stack):
     return sqlite_stack
-
-
-def reads_whole_body_first(stack) -> bool:
-    """daphne (Twisted) buffers the whole request body before the application is called."""
-    return stack.server == "daphne"
 
 
 def connect(stack) -> socket.socket:
@@ -107,14 +101,6 @@ def assert_413(status: int, body: bytes) -> None:
     assert set(error) == {"message", "type", "param", "code"}
 
 
-def send_rest(sock: socket.socket, size: int) -> None:
-    block = b"x" * (1024 * 1024)
-    sock.settimeout(30)
-    while size > 0:
-        sock.sendall(block[: min(size, len(block))])
-        size -= len(block)
-
-
 # --- Content-Length 50 MB, a little of it sent ------------------------------------------------
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/otel/v1/traces"])
 def test_a_declared_50_mb_body_is_refused_before_it_is_sent(stack, path):
@@ -124,19 +110,12 @@ def test_a_declared_50_mb_body_is_refused_before_it_is_sent(stack, path):
         head = request_head(stack, path, {**key_headers(stack), "Content-Length": str(DECLARED)})
         started = time.monotonic()
         sock.sendall(head + b"x" * PIECE)
-        if reads_whole_body_first(stack):
-            # daphne: no answer while the body is unsent; it waits for every byte (to disk).
-            assert not answered(sock, 1.0), "daphne answered before the body was read"
-            send_rest(sock, DECLARED - PIECE)
-            status, headers, body = read_response(sock, timeout=30)
-            assert_413(status, body)
-        else:
-            status, headers, body = read_response(sock, timeout=PROMPT)
-            took = time.monotonic() - started
-            assert_413(status, body)
-            assert took < PROMPT
-            assert headers.get("connection") == "close"
-            assert closes(sock, PROMPT)  # and the client need not send the other 49.9 MB
+        status, headers, body = read_response(sock, timeout=PROMPT)
+        took = time.monotonic() - started
+        assert_413(status, body)
+        assert took < PROMPT
+        assert headers.get("connection") == "close"
+        assert closes(sock, PROMPT)  # and the client need not send the other 49.9 MB
     finally:
         sock.close()
     assert stack.usage_rows_since(before) == []
@@ -157,31 +136,22 @@ def test_a_chunked_body_past_the_limit_is_cut_off_and_the_connection_closed(stac
         sock.sendall(
             request_head(stack, path, {**key_headers(stack), "Transfer-Encoding": "chunked"})
         )
-        if reads_whole_body_first(stack):
-            # daphne: the whole chunked body (2 MB here) and its end are read before the app runs.
-            for _ in range(2 * LIMIT // PIECE + 1):
+        # Keep sending, far past the limit, until the server answers (or stops reading).
+        deadline = time.monotonic() + PROMPT
+        sock.settimeout(PROMPT)
+        try:
+            while sent < 64 * LIMIT and time.monotonic() < deadline:
+                if answered(sock):
+                    break
                 sock.sendall(piece)
-            assert not answered(sock, 0.5), "daphne answered before the body ended"
-            sock.sendall(b"0\r\n\r\n")
-            status, headers, body = read_response(sock, timeout=30)
-            assert_413(status, body)
-        else:
-            # Keep sending, far past the limit, until the server answers (or stops reading).
-            deadline = time.monotonic() + PROMPT
-            sock.settimeout(PROMPT)
-            try:
-                while sent < 64 * LIMIT and time.monotonic() < deadline:
-                    if answered(sock):
-                        break
-                    sock.sendall(piece)
-                    sent += PIECE
-            except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                pass  # the server stopped reading: it has cut the body off
-            assert sent > LIMIT
-            status, headers, body = read_response(sock, timeout=PROMPT)
-            assert_413(status, body)
-            assert headers.get("connection") == "close"
-            assert closes(sock, PROMPT)
+                sent += PIECE
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the server stopped reading: it has cut the body off
+        assert sent > LIMIT
+        status, headers, body = read_response(sock, timeout=PROMPT)
+        assert_413(status, body)
+        assert headers.get("connection") == "close"
+        assert closes(sock, PROMPT)
     finally:
         sock.close()
     assert stack.usage_rows_since(before) == []
