@@ -5,7 +5,8 @@
 
 Records, per request: latency (send to last byte), time to first token (streaming: send to the
 first chunk with non-empty content), tokens received, errors (non-2xx, an `error` chunk, a stream
-without `[DONE]`, or an exception). One httpx.AsyncClient, one connection per worker.
+without `[DONE]`, or an exception). One aiohttp.ClientSession (connector limit = concurrency,
+keep-alive: one connection per worker) on uvloop; the generator's own CPU share is reported.
 """
 
 import argparse
@@ -16,7 +17,9 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
+import orjson
+import uvloop
 
 MODEL = "microsoft/Phi-4-mini-instruct"
 
@@ -33,6 +36,7 @@ class Sample:
 class LoadResult:
     samples: list[Sample] = field(default_factory=list)
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the load generator's own CPU time over wall_seconds
 
     @property
     def ok(self) -> list[Sample]:
@@ -52,6 +56,11 @@ class LoadResult:
     @property
     def rps(self) -> float:
         return len(self.ok) / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def generator_cpu_share(self) -> float | None:
+        """The load generator's CPU time over wall time: 1.0 is its whole core."""
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds else None
 
     def latency_ms(self, q: float) -> float | None:
         return percentile([s.latency for s in self.ok], q)
@@ -79,6 +88,7 @@ class LoadResult:
             "ttft_p50_ms": _round(self.ttft_ms(50)),
             "ttft_p99_ms": _round(self.ttft_ms(99)),
             "tokens_per_second": _round(self.tokens_per_second()),
+            "generator_cpu_share": _round(self.generator_cpu_share),
         }
 
 
@@ -107,50 +117,54 @@ def chat_body(*, stream: bool, max_tokens: int = 16, model: str = MODEL) -> byte
     return json.dumps(body).encode()
 
 
-async def _one_plain(client: httpx.AsyncClient, url: str, body: bytes, headers: dict) -> Sample:
+async def _one_plain(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict
+) -> Sample:
     start = time.perf_counter()
     try:
-        response = await client.post(url, content=body, headers=headers)
-        latency = time.perf_counter() - start
-        if response.status_code != 200:
-            return Sample(latency, error=f"http {response.status_code}")
-        data = response.json()
-        tokens = (data.get("usage") or {}).get("completion_tokens", 0)
+        async with session.post(url, data=body, headers=headers) as response:
+            data = await response.read()
+            latency = time.perf_counter() - start
+            if response.status != 200:
+                return Sample(latency, error=f"http {response.status}")
+        tokens = (orjson.loads(data).get("usage") or {}).get("completion_tokens", 0)
         return Sample(latency, tokens=tokens)
     except Exception as exc:  # noqa: BLE001 - every failure is a counted error, not a crash
         return Sample(time.perf_counter() - start, error=type(exc).__name__)
 
 
-async def _one_stream(client: httpx.AsyncClient, url: str, body: bytes, headers: dict) -> Sample:
+async def _one_stream(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict
+) -> Sample:
     start = time.perf_counter()
     ttft = None
     tokens = 0
     done = False
     try:
-        async with client.stream("POST", url, content=body, headers=headers) as response:
-            if response.status_code != 200:
-                await response.aread()
-                return Sample(time.perf_counter() - start, error=f"http {response.status_code}")
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+        async with session.post(url, data=body, headers=headers) as response:
+            if response.status != 200:
+                await response.read()
+                return Sample(time.perf_counter() - start, error=f"http {response.status}")
+            async for line in response.content:
+                if not line.startswith(b"data:"):
                     continue
                 payload = line[5:].strip()
-                if payload == "[DONE]":
+                if payload == b"[DONE]":
                     done = True
                     break
                 if ttft is None:
                     # Parse chunks only until the first token; afterwards a substring test is
                     # enough and keeps the load generator's CPU out of the figures.
-                    chunk = json.loads(payload)
+                    chunk = orjson.loads(payload)
                     if "error" in chunk:
                         return Sample(time.perf_counter() - start, error="error chunk")
                     choices = chunk.get("choices") or []
                     if choices and (choices[0].get("delta") or {}).get("content"):
                         ttft = time.perf_counter() - start
                         tokens = 1
-                elif '"content"' in payload:
+                elif b'"content"' in payload:
                     tokens += 1
-                elif payload.startswith('{"error"'):
+                elif payload.startswith(b'{"error"'):
                     return Sample(time.perf_counter() - start, error="error chunk")
         latency = time.perf_counter() - start
         if not done:
@@ -160,10 +174,15 @@ async def _one_stream(client: httpx.AsyncClient, url: str, body: bytes, headers:
         return Sample(time.perf_counter() - start, ttft, tokens, error=type(exc).__name__)
 
 
-def make_client(concurrency: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    timeout = httpx.Timeout(120.0, connect=30.0, pool=120.0)
-    return httpx.AsyncClient(limits=limits, timeout=timeout)
+def make_session(concurrency: int) -> aiohttp.ClientSession:
+    """One session, one keep-alive connection per worker, no cookies, no decompression."""
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60, force_close=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=120, connect=30),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
 
 
 async def run_load(
@@ -177,27 +196,33 @@ async def run_load(
     headers: dict | None = None,
     warmup: int = 0,
 ) -> LoadResult:
-    """Send `count` requests (or keep going for `duration` seconds) from `concurrency` workers."""
+    """Send `count` requests (or keep going for `duration` seconds) from `concurrency` workers.
+
+    Also measures this process's own CPU time over the timed part (not the warm-up): the
+    generator's CPU share of its core, to tell when the generator, not the server, is the limit.
+    """
     if count is None and duration is None:
         raise ValueError("give count or duration")
     body = body or chat_body(stream=stream)
     headers = {"content-type": "application/json", **(headers or {})}
     one = _one_stream if stream else _one_plain
     result = LoadResult()
-    async with make_client(concurrency) as client:
+    async with make_session(concurrency) as session:
         if warmup:
-            await asyncio.gather(*(one(client, url, body, headers) for _ in range(warmup)))
+            await asyncio.gather(*(one(session, url, body, headers) for _ in range(warmup)))
         remaining = [count if count is not None else 1 << 62]
         deadline = time.perf_counter() + duration if duration else float("inf")
 
         async def worker() -> None:
             while remaining[0] > 0 and time.perf_counter() < deadline:
                 remaining[0] -= 1
-                result.samples.append(await one(client, url, body, headers))
+                result.samples.append(await one(session, url, body, headers))
 
+        cpu_start = time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         result.wall_seconds = time.perf_counter() - start
+        result.cpu_seconds = time.process_time() - cpu_start
     return result
 
 
@@ -219,7 +244,7 @@ def main() -> None:
     if args.project:
         headers["openai-project"] = args.project
     body = chat_body(stream=args.stream, max_tokens=args.max_tokens, model=args.model)
-    result = asyncio.run(
+    result = uvloop.run(
         run_load(
             url=args.url,
             concurrency=args.concurrency,

@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.profile                     # non-streaming, c=1, SQLite, 8 s
     .venv/bin/python -m bench.profile --stream --concurrency 16 --scaled --seconds 10
+    .venv/bin/python -m bench.profile --server uvicorn [--floor]   # the API plane (or the relay
+                                                                  # floor) under uvicorn/granian
 
 Starts the fake engine and a seeded gateway (as bench.run does), records with
 `py-spy record --gil` (only samples holding the GIL, i.e. Python CPU time; `--wall` samples
@@ -121,6 +123,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--scaled", action="store_true", help="PostgreSQL + Redis")
+    parser.add_argument("--server", choices=targets.SERVERS, default="daphne")
+    parser.add_argument(
+        "--floor", action="store_true", help="profile the bare relay floor instead of the gateway"
+    )
     parser.add_argument(
         "--wall",
         action="store_true",
@@ -135,16 +141,26 @@ def main() -> None:
     results = targets.ROOT / "bench" / "results"
     log_dir = results / "logs" / ("profile-" + time.strftime("%Y%m%d-%H%M%S"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    raw = results / f"profile-{'stream' if args.stream else 'plain'}-c{args.concurrency}.txt"
+    what = "floor" if args.floor else "ours"
+    raw = results / (
+        f"profile-{what}-{args.server}-{'stream' if args.stream else 'plain'}"
+        f"-c{args.concurrency}.txt"
+    )
     engine, engine_url = targets.start_fake_engine(log_dir)
     gateway = None
     try:
-        gateway = targets.gateway_target(
-            "ours-pg" if args.scaled else "ours-sqlite",
-            engine_url,
-            scaled=args.scaled,
-            log_dir=log_dir,
-        )
+        if args.floor:
+            gateway = targets.relay_target(
+                f"floor-{args.server}", engine_url, server=args.server, log_dir=log_dir
+            )
+        else:
+            gateway = targets.gateway_target(
+                "ours-pg" if args.scaled else "ours-sqlite",
+                engine_url,
+                scaled=args.scaled,
+                log_dir=log_dir,
+                server=args.server,
+            )
         body = chat_body(stream=args.stream, max_tokens=16, model=targets.FAST_MODEL)
 
         def load():
@@ -164,6 +180,7 @@ def main() -> None:
                 "record",
                 "--pid",
                 str(gateway.process.pid),
+                "--subprocesses",  # granian serves from a worker child
                 *(["--idle", "--threads"] if args.wall else ["--gil"]),
                 "--rate",
                 "500",
@@ -191,9 +208,11 @@ def main() -> None:
     done = max(1, summary["requests"] - summary["errors"])
     print(
         f"{'streaming' if args.stream else 'non-streaming'} c={args.concurrency} "
-        f"{'PostgreSQL+Redis' if args.scaled else 'SQLite'}: {summary['rps']} req/s, "
+        f"{what} under {args.server}"
+        f"{'' if args.floor else ', PostgreSQL+Redis' if args.scaled else ', SQLite'}: "
+        f"{summary['rps']} req/s, "
         f"p50 {summary['latency_p50_ms']} ms, errors {summary['errors']}; "
-        f"gateway CPU {1000 * cpu / done:.1f} ms per request"
+        f"server CPU {1000 * cpu / done:.2f} ms per request"
     )
     # py-spy samples at 500 Hz: one sample of one thread stands for 2 ms of that thread's time.
     print(analyse(str(raw), wall_ms_per_sample=2.0 / done if args.wall else None))

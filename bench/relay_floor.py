@@ -1,11 +1,14 @@
-"""The floor of our stack: a bare relay, for bench.floor to measure (not a gateway).
+"""The floor of our stack: a bare relay, for bench.run and bench.floor to measure (not a gateway).
 
-A plain ASGI app under daphne that forwards POST /v1/chat/completions to the engine with one
-shared httpx.AsyncClient and passes the answer back, streamed or not: no Django, no auth, no
-limits, no billing. Whatever latency it adds is what daphne + httpx cost before any gateway
-work; our gateway's added latency is measured against it in the same run.
+A plain ASGI app (run under daphne, uvicorn or granian) that forwards POST /v1/chat/completions
+to the engine with one shared httpx.AsyncClient and passes the answer back, streamed or not (a
+stream stops when its client leaves): no Django, no auth, no limits, no billing. Whatever
+latency it adds is what the server + httpx cost before any gateway work; our gateway's added
+latency is measured against it, under the same server, in the same run.
 
     RELAY_ENGINE_URL=http://127.0.0.1:PORT/v1 daphne bench.relay_floor:app
+    RELAY_ENGINE_URL=... uvicorn bench.relay_floor:app --loop uvloop --http httptools
+    RELAY_ENGINE_URL=... granian --interface asgi --loop uvloop bench.relay_floor:app
 """
 
 import asyncio
@@ -28,6 +31,13 @@ async def _read_body(receive) -> bytes:
 
 async def app(scope, receive, send):
     global _client
+    if scope["type"] == "lifespan":  # uvicorn and granian ask; nothing to set up
+        while True:
+            message = await receive()
+            kind = message["type"].rsplit(".", 1)[-1]
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
     if scope["type"] != "http":
         return
     if scope["path"] == "/health":
@@ -35,7 +45,10 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"ok"})
         return
     if _client is None:
-        _client = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1000))
+        # Keep every connection alive (httpx keeps 20 by default, the gateway 200): at c=64 the
+        # default would open a new engine connection for most requests.
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+        _client = httpx.AsyncClient(timeout=60, limits=limits)
     body = await _read_body(receive)
     request = _client.build_request(
         "POST",
@@ -45,16 +58,34 @@ async def app(scope, receive, send):
     )
     response = await _client.send(request, stream=True)
     try:
-        headers = [(b"content-type", response.headers["content-type"].encode())]
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
-        first = True
-        async for data in response.aiter_raw():
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-            if first:  # as the gateway does: let daphne write the first bytes at once
-                first = False
-                await asyncio.sleep(0)
-        await send({"type": "http.response.body", "body": b""})
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            # A stream ends when its client leaves, as in the gateway: watch for the disconnect
+            # and stop reading from the engine (closing the upstream connection cancels it).
+            pump = asyncio.ensure_future(_pump(response, send))
+            watcher = asyncio.ensure_future(_wait_disconnect(receive))
+            await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+            watcher.cancel()
+            if not pump.done():
+                pump.cancel()
+            await asyncio.wait((pump,))
+        else:
+            await _pump(response, send)
     finally:
         await response.aclose()
+
+
+async def _wait_disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _pump(response: httpx.Response, send) -> None:
+    headers = [(b"content-type", response.headers["content-type"].encode())]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    first = True
+    async for data in response.aiter_raw():
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+        if first:  # as the gateway does: let the server write the first bytes at once
+            first = False
+            await asyncio.sleep(0)
+    await send({"type": "http.response.body", "body": b""})

@@ -14,16 +14,25 @@ from bench.ws_client import WebSocket
 
 
 async def requests_at(
-    target: Target, *, concurrency: int, duration: float, stream: bool, max_tokens: int = 16
+    target: Target,
+    *,
+    concurrency: int,
+    duration: float,
+    stream: bool,
+    max_tokens: int = 16,
+    engine: Process | None = None,
 ) -> dict:
     """Non-streaming or streaming requests at a fixed concurrency for `duration` seconds.
 
-    Besides the load generator's figures: the server process's CPU time per request, a figure
-    that moves much less than latencies on a shared machine. (For ours-pg it leaves out
-    PostgreSQL's and Redis's own CPU.)
+    Besides the load generator's figures: the server's CPU time per request (its whole process
+    tree), a figure that moves much less than latencies on a shared machine (for ours-pg it
+    leaves out PostgreSQL's and Redis's own CPU); the server's and the fake engine's CPU share of
+    their cores over the scenario, next to the generator's own (the engine shares its core).
     """
     warmup = min(concurrency, 8)
     cpu_before = target.process.cpu_seconds() if target.process else None
+    engine_before = engine.cpu_seconds() if engine is not None else None
+    clock = time.perf_counter()
     result = await run_load(
         url=target.chat_url,
         concurrency=concurrency,
@@ -33,13 +42,18 @@ async def requests_at(
         headers=target.headers,
         warmup=warmup,
     )
+    elapsed = time.perf_counter() - clock
     summary = result.summary()
+    if engine_before is not None:
+        summary["engine_cpu_share"] = round((engine.cpu_seconds() - engine_before) / elapsed, 3)
     if cpu_before is not None:
+        server_cpu = target.process.cpu_seconds() - cpu_before
+        summary["server_cpu_share"] = round(server_cpu / elapsed, 3)
         # Work that follows the response (usage rows) belongs to these requests too.
         await asyncio.sleep(0.3)
         cpu = target.process.cpu_seconds() - cpu_before
         summary["server_cpu_ms_per_request"] = round(
-            1000 * cpu / max(1, len(result.samples) + warmup), 2
+            1000 * cpu / max(1, len(result.samples) + warmup), 3
         )
     return summary
 

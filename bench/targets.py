@@ -4,6 +4,7 @@ Every process is started here, pinned with `taskset` when the machine has two or
 and stopped by its own PID. Ports are picked free on 127.0.0.1; nothing listens elsewhere.
 """
 
+import atexit
 import json
 import os
 import secrets
@@ -55,19 +56,52 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
+    def tree(self) -> list[int]:
+        """This process and every live descendant (granian's workers, taskset's exec'd child)."""
+        pids, queue = [], [self.pid]
+        while queue:
+            pid = queue.pop()
+            pids.append(pid)
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    queue += [
+                        int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+                    ]
+                except OSError:
+                    pass
+        return pids
+
     def rss_mb(self) -> float | None:
-        """Resident memory from /proc (the process and its threads; children not included)."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
+        """Resident memory from /proc: the process and its live children, summed."""
+        total, seen = 0, False
+        for pid in self.tree():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        seen = True
+                        break
+            except OSError:
+                continue
+        return total / 1024 if seen else None
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time of the process and its live children (granian's workers), plus
+        what its reaped children used."""
+        ticks = 0
+        for i, pid in enumerate(self.tree()):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+            if i == 0:
+                ticks += int(fields[13]) + int(fields[14])  # cutime + cstime: reaped children
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -76,13 +110,19 @@ class Process:
             return ""
 
     def stop(self) -> None:
+        family = self.tree()[1:]  # granian's workers: stopped with their parent, checked after
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGINT)
             try:
-                self.popen.wait(timeout=5)
+                self.popen.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout=5)
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 # Twisted listens with a backlog of 50 by default: when hundreds of clients connect at once to a
@@ -94,6 +134,29 @@ LISTEN_BACKLOG = 2048
 def daphne_argv(port: int, app: str) -> list[str]:
     endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
     return [PYTHON, "-m", "daphne", "-v", "0", "-e", endpoint, app]
+
+
+# The ASGI servers the benchmark runs things under, with the options the live tests use
+# (tests/support/processes.py server_argv) plus the same listen backlog for each.
+SERVERS = ("daphne", "uvicorn", "granian")
+
+
+def server_argv(server: str, port: int, app: str) -> list[str]:
+    if server == "daphne":
+        return daphne_argv(port, app)
+    if server == "uvicorn":
+        return [
+            PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+            "--log-level", "warning", "--backlog", str(LISTEN_BACKLOG),
+        ]  # fmt: skip
+    if server == "granian":
+        return [
+            PYTHON, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+            "--port", str(port), "--loop", "uvloop", "--no-ws", "--log-level", "warning",
+            "--backlog", str(LISTEN_BACKLOG), app,
+        ]  # fmt: skip
+    raise ValueError(f"unknown server {server!r}")
 
 
 def start_process(
@@ -234,8 +297,38 @@ def _redis_slots_held(prefix: str):
     return held
 
 
-def gateway_target(name: str, engine_url: str, *, scaled: bool, log_dir: Path) -> Target:
-    """Our gateway: one daphne process, seeded DB (SQLite, or PostgreSQL + Redis when scaled)."""
+# A seeded gateway work directory (SQLite file + whatever else settings keep in the var dir) per
+# engine URL: seeding (migrations) takes seconds, so the SQLite targets start from copies of one.
+_SQLITE_TEMPLATES: dict[str, tuple[Path, dict]] = {}
+
+
+def _seed(env: dict, engine_url: str, name: str) -> dict:
+    seeded = subprocess.run(
+        [PYTHON, "-m", "bench.seed_gateway", "--engine-url", engine_url],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if seeded.returncode != 0:
+        raise RuntimeError(f"seeding {name} failed:\n{seeded.stderr[-3000:]}")
+    return json.loads(seeded.stdout.strip().splitlines()[-1])
+
+
+# What each server runs for the gateway: daphne the whole product (pages, websockets and the API
+# plane in one process); uvicorn and granian the API plane on its own (the scaled set-up).
+GATEWAY_APPS = {
+    "daphne": "inference_app.asgi:application",
+    "uvicorn": "inference_app.api_asgi:application",
+    "granian": "inference_app.api_asgi:application",
+}
+
+
+def gateway_target(
+    name: str, engine_url: str, *, scaled: bool, log_dir: Path, server: str = "daphne"
+) -> Target:
+    """Our gateway: one server process (`server`), seeded DB (SQLite, or PostgreSQL + Redis)."""
     work = Path(tempfile.mkdtemp(prefix=f"yardstick-bench-{name}-"))
     target = Target(name, "", cleanup=[lambda: shutil.rmtree(work, ignore_errors=True)])
     env = {
@@ -252,24 +345,28 @@ def gateway_target(name: str, engine_url: str, *, scaled: bool, log_dir: Path) -
             env.update({"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix})
             target.cleanup.append(_redis_cleanup(prefix))
             target.slots_held = _redis_slots_held(prefix)
+            env["DATABASE_URL"] = database_url
+            target.seed = _seed(env, engine_url, name)
         else:
-            database_url = f"sqlite:///{work / 'bench.sqlite3'}"
-        env["DATABASE_URL"] = database_url
-        seeded = subprocess.run(
-            [PYTHON, "-m", "bench.seed_gateway", "--engine-url", engine_url],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if seeded.returncode != 0:
-            raise RuntimeError(f"seeding {name} failed:\n{seeded.stderr[-3000:]}")
-        target.seed = json.loads(seeded.stdout.strip().splitlines()[-1])
+            env["DATABASE_URL"] = f"sqlite:///{work / 'bench.sqlite3'}"
+            if engine_url not in _SQLITE_TEMPLATES:
+                template = Path(tempfile.mkdtemp(prefix="yardstick-bench-template-"))
+                seed = _seed(
+                    {
+                        **env,
+                        "YARDSTICK_VAR_DIR": str(template),
+                        "DATABASE_URL": f"sqlite:///{template / 'bench.sqlite3'}",
+                    },
+                    engine_url,
+                    name,
+                )
+                _SQLITE_TEMPLATES[engine_url] = (template, seed)
+            template, target.seed = _SQLITE_TEMPLATES[engine_url]
+            shutil.copytree(template, work, dirs_exist_ok=True)
         port = free_port()
         target.process = start_process(
             name,
-            daphne_argv(port, "inference_app.asgi:application"),
+            server_argv(server, port, GATEWAY_APPS[server]),
             env=env,
             cpu=SERVER_CPU,
             log_dir=log_dir,
@@ -280,6 +377,34 @@ def gateway_target(name: str, engine_url: str, *, scaled: bool, log_dir: Path) -
             "openai-project": target.seed["project"],
         }
         wait_ready(target.process, target.base_url + "/models", headers=target.headers)
+    except BaseException:
+        target.stop()
+        raise
+    return target
+
+
+def drop_templates() -> None:
+    while _SQLITE_TEMPLATES:
+        template, _ = _SQLITE_TEMPLATES.popitem()[1]
+        shutil.rmtree(template, ignore_errors=True)
+
+
+atexit.register(drop_templates)  # for callers that start gateways without dropping them
+
+
+def relay_target(name: str, engine_url: str, *, server: str, log_dir: Path) -> Target:
+    """The floor: bench/relay_floor.py (raw ASGI + httpx, no gateway work) under `server`."""
+    port = free_port()
+    process = start_process(
+        name,
+        server_argv(server, port, "bench.relay_floor:app"),
+        env={"RELAY_ENGINE_URL": engine_url},
+        cpu=SERVER_CPU,
+        log_dir=log_dir,
+    )
+    target = Target(name, f"http://127.0.0.1:{port}/v1", process=process)
+    try:
+        wait_ready(process, f"http://127.0.0.1:{port}/health")
     except BaseException:
         target.stop()
         raise
