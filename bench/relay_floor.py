@@ -1,7 +1,9 @@
 """The floor of our stack: a bare relay, for bench.run and bench.floor to measure (not a gateway).
 
 A plain ASGI app (run under daphne, uvicorn or granian) that forwards POST /v1/chat/completions
-to the engine with one shared httpx.AsyncClient and passes the answer back, streamed or not (a
+to the engine with httpx, over the same ring of CLIENT_SHARDS clients as the gateway's engine
+client (inference_app/gateway/engine_client.py: one pool's cost per request grows with its
+connections), and passes the answer back, streamed or not (a
 stream stops when its client leaves): no Django, no auth, no limits, no billing. Whatever
 latency it adds is what the server + httpx cost before any gateway work; our gateway's added
 latency is measured against it, under the same server, in the same run.
@@ -17,7 +19,20 @@ import os
 import httpx
 
 ENGINE_URL = os.environ.get("RELAY_ENGINE_URL", "http://127.0.0.1:8001/v1")
-_client: httpx.AsyncClient | None = None
+CLIENT_SHARDS = 8  # as inference_app/gateway/engine_client.py (no Django here to import it)
+_clients: list[httpx.AsyncClient] = []
+_turn = 0
+
+
+def _next_client() -> httpx.AsyncClient:
+    global _turn
+    if not _clients:
+        # Keep every connection alive (httpx keeps 20 by default): at c=64 the default would
+        # open a new engine connection for most requests.
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+        _clients.extend(httpx.AsyncClient(timeout=60, limits=limits) for _ in range(CLIENT_SHARDS))
+    _turn = (_turn + 1) % CLIENT_SHARDS
+    return _clients[_turn]
 
 
 async def _read_body(receive) -> bytes:
@@ -30,7 +45,6 @@ async def _read_body(receive) -> bytes:
 
 
 async def app(scope, receive, send):
-    global _client
     if scope["type"] == "lifespan":  # uvicorn and granian ask; nothing to set up
         while True:
             message = await receive()
@@ -44,19 +58,15 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
         return
-    if _client is None:
-        # Keep every connection alive (httpx keeps 20 by default, the gateway 200): at c=64 the
-        # default would open a new engine connection for most requests.
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-        _client = httpx.AsyncClient(timeout=60, limits=limits)
+    client = _next_client()
     body = await _read_body(receive)
-    request = _client.build_request(
+    request = client.build_request(
         "POST",
         f"{ENGINE_URL}/chat/completions",
         content=body,
         headers={"content-type": "application/json"},
     )
-    response = await _client.send(request, stream=True)
+    response = await client.send(request, stream=True)
     try:
         if response.headers.get("content-type", "").startswith("text/event-stream"):
             # A stream ends when its client leaves, as in the gateway: watch for the disconnect

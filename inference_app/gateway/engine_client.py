@@ -21,7 +21,7 @@ from inference_app.gateway import errors, jsonio
 if TYPE_CHECKING:  # routing imports this module (its probe)
     from inference_app.gateway.routing import DeploymentTarget
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ClientRing] = (
     weakref.WeakKeyDictionary()
 )
 _transport: httpx.AsyncBaseTransport | None = None
@@ -57,22 +57,53 @@ def install_transport(transport: httpx.AsyncBaseTransport | None) -> None:
     _clients.clear()
 
 
+# Engine connections are spread over this many clients (pools), taken in turn. httpcore walks
+# every connection of its pool on each request (is it idle? expired? readable?), so one pool's
+# cost per request grows with the connections it holds: at c=64 the walk was most of what a
+# bare relay spent (docs/benchmarks.md). Eight pools of a few connections each keep the walk
+# short; the keep-alive connections add up to what one pool kept.
+CLIENT_SHARDS = 8
+
+
 def get_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            transport=_transport,
-            timeout=httpx.Timeout(
-                connect=settings.ENGINE_CONNECT_TIMEOUT,
-                read=settings.ENGINE_READ_TIMEOUT,
-                write=30.0,
-                pool=settings.ENGINE_CONNECT_TIMEOUT,
-            ),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        )
-        _clients[loop] = client
-    return client
+    ring = _clients.get(loop)
+    if ring is None:
+        ring = _clients[loop] = _ClientRing()
+    return ring.next()
+
+
+class _ClientRing:
+    def __init__(self) -> None:
+        self.clients: list[httpx.AsyncClient] = []
+        self.turn = 0
+
+    def next(self) -> httpx.AsyncClient:
+        self.turn = (self.turn + 1) % CLIENT_SHARDS
+        if self.turn < len(self.clients):
+            client = self.clients[self.turn]
+            if not client.is_closed:
+                return client
+            self.clients[self.turn] = client = _new_client()
+            return client
+        client = _new_client()
+        self.clients.append(client)
+        self.turn = len(self.clients) - 1
+        return client
+
+
+def _new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=_transport,
+        timeout=httpx.Timeout(
+            connect=settings.ENGINE_CONNECT_TIMEOUT,
+            read=settings.ENGINE_READ_TIMEOUT,
+            write=30.0,
+            pool=settings.ENGINE_CONNECT_TIMEOUT,
+        ),
+        # Each pool may open as many as one did (the ring fills unevenly as streams end).
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200 // CLIENT_SHARDS),
+    )
 
 
 def _headers(target: DeploymentTarget) -> dict[str, str]:
