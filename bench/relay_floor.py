@@ -30,7 +30,10 @@ def _next_client() -> httpx.AsyncClient:
         # Keep every connection alive (httpx keeps 20 by default): at c=64 the default would
         # open a new engine connection for most requests.
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-        _clients.extend(httpx.AsyncClient(timeout=60, limits=limits) for _ in range(CLIENT_SHARDS))
+        tls = httpx.create_ssl_context()  # one CA bundle load for the ring, as the gateway
+        _clients.extend(
+            httpx.AsyncClient(timeout=60, limits=limits, verify=tls) for _ in range(CLIENT_SHARDS)
+        )
     _turn = (_turn + 1) % CLIENT_SHARDS
     return _clients[_turn]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -92,8 +93,17 @@ class _ClientRing:
         return client
 
 
+_ssl_context: ssl.SSLContext | None = None
+
+
 def _new_client() -> httpx.AsyncClient:
+    global _ssl_context
+    if _ssl_context is None:
+        # One for all clients: each httpx client would otherwise load the CA bundle itself
+        # (about 56 ms here, paid by the first request on each client of the ring).
+        _ssl_context = httpx.create_ssl_context()
     return httpx.AsyncClient(
+        verify=_ssl_context,
         transport=_transport,
         timeout=httpx.Timeout(
             connect=settings.ENGINE_CONNECT_TIMEOUT,
