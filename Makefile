@@ -28,8 +28,8 @@ test: install
 	bash .ci/install-browser
 	# Two workers, one per core (tests go out in collection order, so pytest-django still runs
 	# the transactional ones after the others in each worker); then the timing-sensitive ones
-	# alone.
-	$(PY) -m pytest -n 2 -m "not serial"
+	# alone. The 25 slowest tests are listed at the end, to keep an eye on the time.
+	$(PY) -m pytest -n 2 -m "not serial" --durations=25
 	$(PY) -m pytest -m serial
 
 test-fast: install
