@@ -256,6 +256,15 @@ async def post_chat(
     )
 
 
+@pytest.fixture
+async def nothing_taken(world):
+    """Asserts, after the test, that the refused request left no trace."""
+    before = await ledger(world)
+    yield
+    assert await ledger(world) == before
+    assert await slots_in_use(world) == (0, 0)
+
+
 async def ledger(world: World) -> dict:
     """The ledger once every background settlement has been written."""
     await settlement.drain()

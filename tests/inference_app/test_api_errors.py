@@ -46,15 +46,6 @@ def assert_error(response, status: int, code: str | None, message: str | None = 
     return error
 
 
-@pytest.fixture
-async def nothing_taken(world, fake_engine):
-    """Asserts, after the test, that the refused request left no trace."""
-    before = await ledger(world)
-    yield
-    assert await ledger(world) == before
-    assert await slots_in_use(world) == (0, 0)
-
-
 # --- 401 -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "authorization",
